@@ -1,0 +1,131 @@
+// One PostgreSQL session driven by libpq in non-blocking mode, with every wait done by Asio.
+#pragma once
+
+#include <chrono>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include "pgasync/error.hpp"
+#include "pgasync/query_result.hpp"
+
+struct pg_conn;  // libpq's PGconn
+
+namespace shardurl::pgasync {
+
+using Clock = std::chrono::steady_clock;
+using Deadline = Clock::time_point;
+
+/// One text-format parameter; std::nullopt is SQL NULL.
+using Param = std::optional<std::string_view>;
+
+/// A PostgreSQL connection.
+///
+/// Threading: a Connection belongs to the executor it was connected on. All its members must be
+/// called from that executor (one thread, or one strand whose io_context runs on one thread; see
+/// the note below), and at most one operation (query / prepare / execute_prepared) may be
+/// outstanding at a time; a second one fails at once with Errc::busy and does not disturb the
+/// first.
+///
+/// Ownership: the Connection owns libpq's PGconn and its socket. Asio only watches the socket for
+/// readiness and never closes it; close() and the destructor release it from Asio, then PQfinish.
+/// Arguments passed by view (sql, params, names) must stay alive until the co_await completes;
+/// temporaries in the co_await's full expression are fine.
+///
+/// Deadlines and cancel: every operation takes an absolute deadline. When it passes, the operation
+/// completes with Errc::timeout; when the caller cancels it through Asio's cancellation slots it
+/// completes with Errc::cancelled. Either way the session may still owe us a reply, so the
+/// Connection is marked broken and closed at once (no PQcancel: it blocks on a new socket). The
+/// server notices the closed socket and abandons the statement on its own.
+///
+/// Broken: after any error for which is_fatal() holds, is_broken() is true and every later
+/// operation fails with Errc::connection_lost without I/O. Destroy it (ShardPool does) and
+/// connect a new one.
+///
+/// Single reactor thread: Asio's epoll reactor is edge-triggered and its async_wait does not look
+/// at the socket first, so pgasync polls the socket once (non-blocking) before every wait. That
+/// check is race-free only while no other thread runs the same io_context's reactor; with several
+/// threads a readiness edge can in rare cases be missed and the operation ends at its deadline.
+class Connection {
+ public:
+  using executor_type = boost::asio::any_io_executor;
+
+  /// Opens a session. `conninfo` is libpq's "key=value ..." or URI form. Host names are resolved
+  /// with Asio's asynchronous resolver and handed to libpq as hostaddr (every address of every
+  /// host, tried in order), so libpq never blocks in DNS; `host` is kept for TLS and messages.
+  /// Unix-socket hosts and an explicit hostaddr are used as given. Hosts from a service file are
+  /// not resolved here; do not use `service=` with host names.
+  /// Fails with connection_failed (with libpq's message), timeout or cancelled.
+  static boost::asio::awaitable<Result<Connection>> connect(executor_type ex, std::string conninfo,
+                                                            Deadline deadline);
+
+  Connection(Connection&&) noexcept;
+  Connection& operator=(Connection&&) noexcept;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection();
+
+  /// Runs one statement with text-format parameters ($1, $2, ...) via the extended protocol, so
+  /// `sql` holds exactly one statement. Completes with the statement's result, or:
+  /// server_error (session still usable unless is_fatal), connection_lost, timeout, cancelled,
+  /// busy, invalid_argument (more than 65535 parameters).
+  boost::asio::awaitable<Result<QueryResult>> query(std::string_view sql,
+                                                    std::span<const Param> params,
+                                                    Deadline deadline);
+  boost::asio::awaitable<Result<QueryResult>> query(std::string_view sql,
+                                                    std::initializer_list<Param> params,
+                                                    Deadline deadline) {
+    return query(sql, std::span<const Param>(params.begin(), params.size()), deadline);
+  }
+
+  /// Creates the named prepared statement `name` on this session (parameter types inferred by the
+  /// server). Prepared statements live as long as the session: a replacement connection has none,
+  /// so callers prepare again after reconnecting. Same errors as query().
+  boost::asio::awaitable<Result<void>> prepare(std::string_view name, std::string_view sql,
+                                               Deadline deadline);
+
+  /// Executes a statement created with prepare(). Same errors as query().
+  boost::asio::awaitable<Result<QueryResult>> execute_prepared(std::string_view name,
+                                                               std::span<const Param> params,
+                                                               Deadline deadline);
+  boost::asio::awaitable<Result<QueryResult>> execute_prepared(std::string_view name,
+                                                               std::initializer_list<Param> params,
+                                                               Deadline deadline) {
+    return execute_prepared(name, std::span<const Param>(params.begin(), params.size()), deadline);
+  }
+
+  /// True once a fatal error happened or close() was called.
+  [[nodiscard]] bool is_broken() const noexcept;
+
+  /// Forces the broken state, e.g. when the caller abandons a session mid-transaction.
+  void mark_broken() noexcept;
+
+  /// Whether an idle session is still alive, without a round trip: reads whatever the server sent
+  /// unprompted (a FATAL before shutdown, EOF) and marks the connection broken if the session
+  /// ended. Must not be called while an operation is outstanding.
+  bool check_alive() noexcept;
+
+  /// Closes the session now (a Terminate message if the socket takes it, then PQfinish). Idempotent.
+  /// Must not be called while an operation is outstanding.
+  void close() noexcept;
+
+  [[nodiscard]] executor_type get_executor() const noexcept;
+
+  /// libpq's handle, for read-only inspection (PQparameterStatus, PQbackendPID, ...). Do not run
+  /// blocking libpq functions on it.
+  [[nodiscard]] pg_conn* native_handle() const noexcept;
+
+  struct Impl;
+
+ private:
+  explicit Connection(std::unique_ptr<Impl> impl) noexcept;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shardurl::pgasync

@@ -1,0 +1,181 @@
+#include "config.hpp"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <initializer_list>
+#include <map>
+#include <sstream>
+
+namespace shardurl {
+namespace json = boost::json;
+namespace {
+
+constexpr std::int64_t max_weight = 1'000'000;
+constexpr std::int64_t max_vnodes = 1'000'000;
+
+const json::object& as_object(const json::value& v, const std::string& field) {
+  if (!v.is_object()) throw ConfigError(field, "must be an object");
+  return v.get_object();
+}
+
+void reject_unknown(const json::object& obj, const std::string& field,
+                    std::initializer_list<std::string_view> known) {
+  for (const auto& [key, value] : obj) {
+    if (std::find(known.begin(), known.end(), std::string_view(key)) == known.end()) {
+      const std::string where = field.empty() ? std::string(key) : field + "." + std::string(key);
+      throw ConfigError(where, "unknown field");
+    }
+  }
+}
+
+std::string string_field(const json::value& v, const std::string& field) {
+  if (!v.is_string()) throw ConfigError(field, "must be a string");
+  return std::string(v.get_string());
+}
+
+int int_field(const json::value& v, const std::string& field, std::int64_t min, std::int64_t max) {
+  const auto n = v.if_int64();
+  const auto u = v.if_uint64();
+  const std::string range =
+      "must be a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+  if (n == nullptr && u == nullptr) throw ConfigError(field, range);
+  if (u != nullptr ? *u > static_cast<std::uint64_t>(max) : (*n < min || *n > max)) {
+    throw ConfigError(field, range);
+  }
+  return static_cast<int>(u != nullptr ? static_cast<std::int64_t>(*u) : *n);
+}
+
+bool has_control_character(std::string_view s) {
+  return std::any_of(s.begin(), s.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+void parse_listen(const json::value& v, Config& config) {
+  const std::string text = string_field(v, "listen");
+  const auto colon = text.rfind(':');
+  const std::string usage = "must be HOST:PORT, such as 127.0.0.1:5001 or [::1]:5001";
+  if (colon == std::string::npos || colon == 0) throw ConfigError("listen", usage);
+  std::string host = text.substr(0, colon);
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') throw ConfigError("listen", usage);
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned port = 0;
+  const char* first = text.data() + colon + 1;
+  const char* last = text.data() + text.size();
+  const auto [end, ec] = std::from_chars(first, last, port);
+  if (ec != std::errc{} || end != last || first == last || port == 0 || port > 65535) {
+    throw ConfigError("listen", usage);
+  }
+  config.listen_host = std::move(host);
+  config.listen_port = static_cast<std::uint16_t>(port);
+}
+
+void parse_ring(const json::value& v, Config& config) {
+  const auto& obj = as_object(v, "ring");
+  reject_unknown(obj, "ring", {"hash", "vnodes"});
+  if (const auto* hash = obj.if_contains("hash")) {
+    const auto parsed = ring::parse_hash(string_field(*hash, "ring.hash"));
+    if (!parsed) throw ConfigError("ring.hash", "must be \"md5\" or \"ketama\"");
+    config.hash = *parsed;
+  }
+  if (const auto* vnodes = obj.if_contains("vnodes")) {
+    config.vnodes = int_field(*vnodes, "ring.vnodes", 1, max_vnodes);
+  }
+}
+
+void parse_shards(const json::value& v, Config& config) {
+  if (!v.is_array()) throw ConfigError("shards", "must be an array of shard objects");
+  const auto& array = v.get_array();
+  if (array.empty()) throw ConfigError("shards", "must name at least one shard");
+  std::map<std::string, std::size_t> seen;
+  for (std::size_t i = 0; i < array.size(); ++i) {
+    const std::string at = "shards[" + std::to_string(i) + "]";
+    const auto& obj = as_object(array[i], at);
+    reject_unknown(obj, at, {"name", "conninfo", "weight", "vnodes"});
+    ShardConfig shard;
+    const auto* name = obj.if_contains("name");
+    if (name == nullptr) throw ConfigError(at + ".name", "missing");
+    shard.name = string_field(*name, at + ".name");
+    if (shard.name.empty()) throw ConfigError(at + ".name", "must not be empty");
+    if (has_control_character(shard.name)) {
+      throw ConfigError(at + ".name", "must not contain control characters");
+    }
+    if (const auto [it, fresh] = seen.emplace(shard.name, i); !fresh) {
+      throw ConfigError(at + ".name", "duplicate shard name \"" + shard.name + "\" (also shards[" +
+                                          std::to_string(it->second) + "])");
+    }
+    if (const auto* conninfo = obj.if_contains("conninfo")) {
+      shard.conninfo = string_field(*conninfo, at + ".conninfo");
+    }
+    if (const auto* weight = obj.if_contains("weight")) {
+      shard.weight = int_field(*weight, at + ".weight", 1, max_weight);
+    }
+    if (const auto* vnodes = obj.if_contains("vnodes")) {
+      shard.vnodes = int_field(*vnodes, at + ".vnodes", 1, max_vnodes);
+    }
+    config.shards.push_back(std::move(shard));
+  }
+}
+
+// "line L, column C" of a byte offset, for syntax errors a person can find.
+std::string location(std::string_view text, std::size_t offset) {
+  offset = std::min(offset, text.size());
+  const auto line = 1 + std::count(text.begin(), text.begin() + static_cast<long>(offset), '\n');
+  const auto line_start = text.rfind('\n', offset == 0 ? 0 : offset - 1);
+  const auto column =
+      offset - (line_start == std::string_view::npos || offset == 0 ? 0 : line_start + 1) + 1;
+  return "line " + std::to_string(line) + ", column " + std::to_string(column);
+}
+
+}  // namespace
+
+Config parse_config(std::string_view json_text) {
+  json::stream_parser parser;
+  boost::system::error_code ec;
+  const std::size_t consumed = parser.write(json_text.data(), json_text.size(), ec);
+  if (!ec) parser.finish(ec);
+  if (ec) {
+    throw ConfigError("",
+                      "not valid JSON at " + location(json_text, consumed) + ": " + ec.message());
+  }
+  const json::value doc = parser.release();
+  const auto& root = as_object(doc, "");
+  reject_unknown(root, "", {"listen", "ring", "shards"});
+
+  Config config;
+  if (const auto* listen = root.if_contains("listen")) parse_listen(*listen, config);
+  if (const auto* ring = root.if_contains("ring")) parse_ring(*ring, config);
+  const auto* shards = root.if_contains("shards");
+  if (shards == nullptr) throw ConfigError("shards", "missing: the config must list the shards");
+  parse_shards(*shards, config);
+  try {
+    (void)make_ring(config);  // the ring's own limits, such as its total number of points
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError("shards", e.what());
+  }
+  return config;
+}
+
+Config load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError("", "cannot open the file: " + std::string(std::strerror(errno)));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError("", "cannot read the file");
+  return parse_config(text.str());
+}
+
+ring::Ring make_ring(const Config& config) {
+  std::vector<ring::NodeSpec> nodes;
+  nodes.reserve(config.shards.size());
+  for (const auto& s : config.shards) nodes.push_back({s.name, s.weight, s.vnodes});
+  return ring::Ring(std::move(nodes), config.hash, config.vnodes);
+}
+
+}  // namespace shardurl

@@ -1,0 +1,75 @@
+// shardurl: a sharded URL shortener. One executable, one subcommand per job.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <string>
+#include <string_view>
+
+#include "config.hpp"
+#include "ring_command.hpp"
+
+namespace {
+
+constexpr int exit_usage = 2;
+constexpr int exit_config = 2;
+
+constexpr std::string_view usage =
+    "usage: shardurl ring --config FILE   print key<TAB>shard for each key read on stdin\n"
+    "       shardurl --help\n";
+
+int fail_usage(const std::string& why) {
+  std::cerr << "shardurl: " << why << "\n" << usage;
+  return exit_usage;
+}
+
+// Parses `--config FILE` (or `--config=FILE`), the only option the subcommands share.
+bool config_path(int argc, char** argv, std::string& path, std::string& error) {
+  for (int i = 2; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--config" && i + 1 < argc) {
+      path = argv[++i];
+    } else if (arg.starts_with("--config=")) {
+      path = std::string(arg.substr(9));
+    } else {
+      error = "unexpected argument '" + std::string(arg) + "'";
+      return false;
+    }
+  }
+  if (path.empty()) error = "--config FILE is required";
+  return !path.empty();
+}
+
+int run_ring(int argc, char** argv) {
+  std::string path;
+  std::string error;
+  if (!config_path(argc, argv, path, error)) return fail_usage(error);
+  shardurl::Config config;
+  try {
+    config = shardurl::load_config(path);
+  } catch (const shardurl::ConfigError& e) {
+    std::cerr << "shardurl: config " << path << ": " << e.what() << "\n";
+    return exit_config;
+  }
+  std::ios::sync_with_stdio(false);
+  shardurl::print_owners(shardurl::make_ring(config), std::cin, std::cout);
+  return std::cout ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const std::string_view command = argc > 1 ? argv[1] : "";
+    if (command == "ring") return run_ring(argc, argv);
+    if (command == "--help" || command == "-h" || command == "help") {
+      std::cout << usage;
+      return 0;
+    }
+    return fail_usage(command.empty() ? "a subcommand is required"
+                                      : "unknown subcommand '" + std::string(command) + "'");
+  } catch (const std::exception& e) {
+    std::cerr << "shardurl: " << e.what() << "\n";
+    return 1;
+  }
+}
