@@ -2,6 +2,7 @@
 
 #include <bit>
 #include <cstring>
+#include <utility>
 
 namespace shardurl::ring::detail {
 namespace {
@@ -26,41 +27,48 @@ std::uint32_t load_le32(const unsigned char* p) noexcept {
          std::uint32_t{p[3]} << 24;
 }
 
-void compress(std::array<std::uint32_t, 4>& state, const unsigned char* block) noexcept {
-  std::array<std::uint32_t, 16> m{};
-  for (int i = 0; i < 16; ++i) m[i] = load_le32(block + 4 * i);
-  auto [a, b, c, d] = state;
-  for (int i = 0; i < 64; ++i) {
-    std::uint32_t f = 0;
-    int g = 0;
-    switch (i / 16) {
-      case 0:
-        f = (b & c) | (~b & d);
-        g = i;
-        break;
-      case 1:
-        f = (d & b) | (~d & c);
-        g = (5 * i + 1) % 16;
-        break;
-      case 2:
-        f = b ^ c ^ d;
-        g = (3 * i + 5) % 16;
-        break;
-      default:
-        f = c ^ (b | ~d);
-        g = (7 * i) % 16;
-        break;
-    }
-    f += a + sines[i] + m[g];
-    a = d;
-    d = c;
-    c = b;
-    b += std::rotl(f, shifts[i]);
+// One step: a = b + rotl(a + f(b, c, d) + sine + message word, shift), then rotate the registers.
+template <int I>
+void step(std::uint32_t& a, std::uint32_t& b, std::uint32_t& c, std::uint32_t& d,
+          const std::array<std::uint32_t, 16>& m) noexcept {
+  std::uint32_t f = 0;
+  int g = 0;
+  if constexpr (I < 16) {
+    f = (b & c) | (~b & d);
+    g = I;
+  } else if constexpr (I < 32) {
+    f = (d & b) | (~d & c);
+    g = (5 * I + 1) % 16;
+  } else if constexpr (I < 48) {
+    f = b ^ c ^ d;
+    g = (3 * I + 5) % 16;
+  } else {
+    f = c ^ (b | ~d);
+    g = (7 * I) % 16;
   }
+  const std::uint32_t rotated = std::rotl(a + f + sines[I] + m[g], shifts[I]);
+  a = d;
+  d = c;
+  c = b;
+  b += rotated;
+}
+
+template <std::size_t... I>
+void rounds(std::array<std::uint32_t, 4>& state, const std::array<std::uint32_t, 16>& m,
+            std::index_sequence<I...>) noexcept {
+  auto [a, b, c, d] = state;
+  (step<static_cast<int>(I)>(a, b, c, d, m), ...);
   state[0] += a;
   state[1] += b;
   state[2] += c;
   state[3] += d;
+}
+
+void compress(std::array<std::uint32_t, 4>& state, const unsigned char* block) noexcept {
+  std::array<std::uint32_t, 16> m{};
+  for (int i = 0; i < 16; ++i) m[i] = load_le32(block + 4 * i);
+  // Fully unrolled at compile time: each step's round function and word index are constants.
+  rounds(state, m, std::make_index_sequence<64>{});
 }
 
 }  // namespace
