@@ -1,5 +1,6 @@
 #include "config.hpp"
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -71,6 +72,12 @@ void parse_listen(const json::value& v, Config& config) {
   const auto [end, ec] = std::from_chars(first, last, port);
   if (ec != std::errc{} || end != last || first == last || port == 0 || port > 65535) {
     throw ConfigError("listen", usage);
+  }
+  if (host == "localhost") host = "127.0.0.1";
+  boost::system::error_code bad_address;
+  boost::asio::ip::make_address(host, bad_address);
+  if (bad_address) {
+    throw ConfigError("listen", "HOST must be an IP address or localhost (no name lookups)");
   }
   config.listen_host = std::move(host);
   config.listen_port = static_cast<std::uint16_t>(port);

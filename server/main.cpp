@@ -8,6 +8,7 @@
 
 #include "config.hpp"
 #include "ring_command.hpp"
+#include "serve.hpp"
 
 namespace {
 
@@ -15,7 +16,8 @@ constexpr int exit_usage = 2;
 constexpr int exit_config = 2;
 
 constexpr std::string_view usage =
-    "usage: shardurl ring --config FILE   print key<TAB>shard for each key read on stdin\n"
+    "usage: shardurl serve --config FILE  serve the HTTP API until SIGINT or SIGTERM\n"
+    "       shardurl ring --config FILE   print key<TAB>shard for each key read on stdin\n"
     "       shardurl --help\n";
 
 int fail_usage(const std::string& why) {
@@ -40,20 +42,44 @@ bool config_path(int argc, char** argv, std::string& path, std::string& error) {
   return !path.empty();
 }
 
-int run_ring(int argc, char** argv) {
-  std::string path;
+// Loads the config named by --config; on failure prints one line and returns false.
+bool load(int argc, char** argv, shardurl::Config& config, std::string& path, int& status) {
   std::string error;
-  if (!config_path(argc, argv, path, error)) return fail_usage(error);
-  shardurl::Config config;
+  if (!config_path(argc, argv, path, error)) {
+    status = fail_usage(error);
+    return false;
+  }
   try {
     config = shardurl::load_config(path);
   } catch (const shardurl::ConfigError& e) {
     std::cerr << "shardurl: config " << path << ": " << e.what() << "\n";
-    return exit_config;
+    status = exit_config;
+    return false;
   }
+  return true;
+}
+
+int run_ring(int argc, char** argv) {
+  shardurl::Config config;
+  std::string path;
+  int status = 0;
+  if (!load(argc, argv, config, path, status)) return status;
   std::ios::sync_with_stdio(false);
   shardurl::print_owners(shardurl::make_ring(config), std::cin, std::cout);
   return std::cout ? 0 : 1;
+}
+
+int run_serve(int argc, char** argv) {
+  shardurl::Config config;
+  std::string path;
+  int status = 0;
+  if (!load(argc, argv, config, path, status)) return status;
+  try {
+    return shardurl::serve(config);
+  } catch (const shardurl::ConfigError& e) {
+    std::cerr << "shardurl: config " << path << ": " << e.what() << "\n";
+    return exit_config;
+  }
 }
 
 }  // namespace
@@ -62,6 +88,7 @@ int main(int argc, char** argv) {
   try {
     const std::string_view command = argc > 1 ? argv[1] : "";
     if (command == "ring") return run_ring(argc, argv);
+    if (command == "serve") return run_serve(argc, argv);
     if (command == "--help" || command == "-h" || command == "help") {
       std::cout << usage;
       return 0;

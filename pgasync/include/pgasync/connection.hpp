@@ -111,6 +111,11 @@ class Connection {
   /// ended. Must not be called while an operation is outstanding.
   bool check_alive() noexcept;
 
+  /// True while a transaction block is open or failed (BEGIN without COMMIT/ROLLBACK). ShardPool
+  /// discards such a connection on release rather than hand a half-done transaction to the next
+  /// user.
+  [[nodiscard]] bool in_transaction() const noexcept;
+
   /// Closes the session now (a Terminate message if the socket takes it, then PQfinish). Idempotent.
   /// Must not be called while an operation is outstanding.
   void close() noexcept;

@@ -1,0 +1,433 @@
+// All of pgasync's Asio-heavy code: waiting on libpq's socket with a deadline.
+#include "pgasync/connection.hpp"
+
+#include <libpq-fe.h>
+#include <poll.h>
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "conninfo.hpp"
+
+namespace shardurl::pgasync {
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+std::string trimmed(const char* message) {
+  std::string out = message != nullptr ? message : "";
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+Error make_error(Errc code, std::string client_message = {}) {
+  Error err{code, {}};
+  err.diag.client_message = std::move(client_message);
+  return err;
+}
+
+std::string field(const PGresult* res, int code) {
+  const char* value = PQresultErrorField(res, code);
+  return value != nullptr ? value : "";
+}
+
+// Notices (e.g. "table does not exist, skipping") would go to stderr from an I/O thread; the
+// server log has them anyway.
+void ignore_notice(void* /*arg*/, const char* /*message*/) {}
+
+enum class Ready { yes, timeout, cancelled, failed };
+
+}  // namespace
+
+struct Connection::Impl {
+  explicit Impl(executor_type ex) : socket(ex), timer(ex) {}
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  ~Impl() { close(); }
+
+  asio::posix::stream_descriptor socket;  // watches libpq's fd; never closes it
+  asio::steady_timer timer;               // the current operation's deadline
+  PGconn* conn = nullptr;
+  bool broken = false;
+  bool busy = false;
+
+  void close() noexcept {
+    release_socket();
+    if (conn != nullptr) PQfinish(conn);
+    conn = nullptr;
+    broken = true;
+  }
+
+  void release_socket() noexcept {
+    if (socket.is_open()) socket.release();  // hand the fd back to libpq, which closes it
+  }
+
+  // Points the descriptor at PQsocket(). `force` re-registers even an unchanged number: during
+  // connect libpq may close its socket and open a new one that reuses the number, and epoll
+  // forgets a closed fd, so only a fresh registration is safe there.
+  bool watch_socket(bool force) noexcept {
+    const int fd = PQsocket(conn);
+    if (fd < 0) {
+      release_socket();
+      return false;
+    }
+    if (!force && socket.is_open() && socket.native_handle() == fd) return true;
+    release_socket();
+    boost::system::error_code ec;
+    socket.assign(fd, ec);
+    return !ec;
+  }
+
+  Error lost(std::string message = {}) {
+    if (message.empty() && conn != nullptr) message = trimmed(PQerrorMessage(conn));
+    close();
+    return make_error(Errc::connection_lost, std::move(message));
+  }
+
+  Error interrupted(Ready why) {
+    close();  // the session may still owe a reply: it cannot be reused
+    switch (why) {
+      case Ready::timeout: return make_error(Errc::timeout, "deadline passed");
+      case Ready::cancelled: return make_error(Errc::cancelled);
+      default: return make_error(Errc::connection_lost, "waiting on the socket failed");
+    }
+  }
+
+  // Waits until the socket is readable and/or writable, or the deadline passes. The poll() first
+  // is essential: Asio's reactor is edge-triggered and async_wait does not check the socket, so
+  // readiness that arrived before the wait (already drained from epoll) would never complete it.
+  asio::awaitable<Ready> wait(bool readable, bool writable, Deadline deadline) {
+    pollfd pfd{socket.native_handle(), 0, 0};
+    if (readable) pfd.events |= POLLIN;
+    if (writable) pfd.events |= POLLOUT;
+    if (::poll(&pfd, 1, 0) > 0) co_return Ready::yes;  // POLLERR/POLLHUP count: libpq will see them
+    if (Clock::now() >= deadline) co_return Ready::timeout;
+
+    timer.expires_at(deadline);
+    using namespace asio::experimental::awaitable_operators;
+    using asio::posix::descriptor_base;
+    std::size_t winner = 0;
+    boost::system::error_code ec;
+    auto first_ec = [](const auto& tuple) { return std::get<0>(tuple); };
+    if (readable && writable) {
+      auto r = co_await (socket.async_wait(descriptor_base::wait_read, use_tuple) ||
+                         socket.async_wait(descriptor_base::wait_write, use_tuple) ||
+                         timer.async_wait(use_tuple));
+      winner = r.index() == 2 ? 1 : 0;
+      ec = std::visit(first_ec, r);
+    } else {
+      auto r = co_await (socket.async_wait(
+                             readable ? descriptor_base::wait_read : descriptor_base::wait_write,
+                             use_tuple) ||
+                         timer.async_wait(use_tuple));
+      winner = r.index();
+      ec = std::visit(first_ec, r);
+    }
+    if (winner == 1) co_return ec ? Ready::cancelled : Ready::timeout;
+    if (ec == asio::error::operation_aborted) co_return Ready::cancelled;
+    co_return ec ? Ready::failed : Ready::yes;
+  }
+
+  asio::awaitable<std::optional<Error>> connect(
+      const std::vector<std::pair<std::string, std::string>>& params, Deadline deadline) {
+    std::vector<const char*> keywords;
+    std::vector<const char*> values;
+    for (const auto& [key, value] : params) {
+      keywords.push_back(key.c_str());
+      values.push_back(value.c_str());
+    }
+    keywords.push_back(nullptr);
+    values.push_back(nullptr);
+
+    // Every host is numeric by now (hostaddr), so this starts a non-blocking connect() only.
+    conn = PQconnectStartParams(keywords.data(), values.data(), 0);
+    if (conn == nullptr) co_return make_error(Errc::connection_failed, "out of memory");
+    PQsetNoticeProcessor(conn, &ignore_notice, nullptr);
+
+    // libpq's documented protocol: behave as if PQconnectPoll had returned WRITING, then loop.
+    PostgresPollingStatusType status = PGRES_POLLING_WRITING;
+    while (status != PGRES_POLLING_OK) {
+      if (status == PGRES_POLLING_FAILED || PQstatus(conn) == CONNECTION_BAD) {
+        auto message = trimmed(PQerrorMessage(conn));
+        close();
+        co_return make_error(Errc::connection_failed, std::move(message));
+      }
+      if (!watch_socket(true)) {
+        auto message = trimmed(PQerrorMessage(conn));
+        close();
+        co_return make_error(Errc::connection_failed,
+                             message.empty() ? "libpq has no socket" : std::move(message));
+      }
+      const Ready ready = co_await wait(status == PGRES_POLLING_READING,
+                                        status != PGRES_POLLING_READING, deadline);
+      if (ready == Ready::failed) {
+        close();
+        co_return make_error(Errc::connection_failed, "waiting on the socket failed");
+      }
+      if (ready != Ready::yes) co_return interrupted(ready);
+      status = PQconnectPoll(conn);
+    }
+
+    if (PQsetnonblocking(conn, 1) != 0 || !watch_socket(false)) {
+      auto message = trimmed(PQerrorMessage(conn));
+      close();
+      co_return make_error(Errc::connection_failed, std::move(message));
+    }
+    co_return std::nullopt;
+  }
+
+  // Admission for query-like operations: one at a time, and none on a dead session.
+  std::optional<Error> begin() {
+    if (busy) return make_error(Errc::busy);
+    if (broken || conn == nullptr) return make_error(Errc::connection_lost, "connection is closed");
+    busy = true;
+    return std::nullopt;
+  }
+
+  // Flushes what PQsend* queued and collects every result. Called right after PQsend*, which
+  // returned `sent` (1 on success).
+  asio::awaitable<Result<QueryResult>> complete(int sent, Deadline deadline) {
+    struct Unbusy {
+      bool& flag;
+      ~Unbusy() { flag = false; }
+    } unbusy{busy};
+
+    try {
+      if (sent != 1) co_return lost();
+
+      // libpq: while PQflush returns 1, wait for read or write readiness; consume input when
+      // readable so a server that is itself blocked on sending to us can make progress.
+      for (;;) {
+        const int flushed = PQflush(conn);
+        if (flushed == 0) break;
+        if (flushed < 0) co_return lost();
+        const Ready ready = co_await wait(true, true, deadline);
+        if (ready != Ready::yes) co_return interrupted(ready);
+        if (PQconsumeInput(conn) == 0) co_return lost();
+      }
+
+      std::unique_ptr<PGresult, decltype(&PQclear)> last(nullptr, &PQclear);
+      std::optional<Error> failure;
+      for (;;) {
+        while (PQisBusy(conn) == 0) {
+          std::unique_ptr<PGresult, decltype(&PQclear)> res(PQgetResult(conn), &PQclear);
+          if (!res) co_return finish(std::move(last), std::move(failure));
+          switch (PQresultStatus(res.get())) {
+            case PGRES_TUPLES_OK:
+            case PGRES_COMMAND_OK:
+            case PGRES_EMPTY_QUERY: last = std::move(res); break;
+            case PGRES_FATAL_ERROR:
+              if (!failure) {
+                failure = make_error(Errc::server_error);
+                failure->diag.sqlstate = field(res.get(), PG_DIAG_SQLSTATE);
+                failure->diag.server_message = field(res.get(), PG_DIAG_MESSAGE_PRIMARY);
+                failure->diag.server_detail = field(res.get(), PG_DIAG_MESSAGE_DETAIL);
+                if (failure->diag.server_message.empty()) {
+                  failure->diag.client_message = trimmed(PQresultErrorMessage(res.get()));
+                }
+              }
+              break;
+            default:
+              // COPY and friends: PQgetResult would keep returning them; the session is stuck.
+              close();
+              co_return make_error(Errc::protocol_error,
+                                   std::string("unsupported result status ") +
+                                       PQresStatus(PQresultStatus(res.get())));
+          }
+        }
+        const Ready ready = co_await wait(true, false, deadline);
+        if (ready != Ready::yes) co_return interrupted(ready);
+        if (PQconsumeInput(conn) == 0) co_return lost();
+      }
+    } catch (const boost::system::system_error&) {
+      // Asio throws operation_aborted from co_await once the caller's cancellation was requested.
+      co_return interrupted(Ready::cancelled);
+    }
+  }
+
+  Result<QueryResult> finish(std::unique_ptr<PGresult, decltype(&PQclear)> last,
+                             std::optional<Error> failure) {
+    if (PQstatus(conn) == CONNECTION_BAD) {
+      // Whatever the server said last (57P01, 25P03, ...), the session is gone.
+      Error err = failure ? std::move(*failure) : Error{};
+      err.code = Errc::connection_lost;
+      if (err.diag.client_message.empty()) err.diag.client_message = trimmed(PQerrorMessage(conn));
+      close();
+      return err;
+    }
+    if (failure) {
+      if (is_fatal(*failure)) close();
+      return std::move(*failure);
+    }
+    if (!last) return make_error(Errc::protocol_error, "the server sent no result");
+    return QueryResult(last.release());
+  }
+};
+
+namespace {
+
+// Resolves one DNS name off the I/O thread (Asio's resolver thread) within the deadline. A
+// getaddrinfo already running cannot be interrupted: the deadline is then late by its remainder.
+asio::awaitable<std::variant<std::vector<std::string>, Ready>> resolve(
+    Connection::executor_type ex, const std::string& host, Deadline deadline) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::ip::tcp::resolver resolver(ex);
+  asio::steady_timer timer(ex, deadline);
+  auto r = co_await (resolver.async_resolve(host, "", use_tuple) || timer.async_wait(use_tuple));
+  if (r.index() == 1) {
+    co_return std::get<0>(std::get<1>(r)) ? Ready::cancelled : Ready::timeout;
+  }
+  auto& [ec, endpoints] = std::get<0>(r);
+  if (ec == asio::error::operation_aborted) co_return Ready::cancelled;
+  std::vector<std::string> addrs;
+  if (!ec) {
+    for (const auto& entry : endpoints) {
+      auto addr = entry.endpoint().address().to_string();
+      if (std::find(addrs.begin(), addrs.end(), addr) == addrs.end()) addrs.push_back(addr);
+    }
+  }
+  co_return addrs;  // empty: the name did not resolve
+}
+
+}  // namespace
+
+asio::awaitable<Result<Connection>> Connection::connect(executor_type ex, std::string conninfo,
+                                                        Deadline deadline) {
+  auto plan = detail::plan_connect(conninfo);
+  if (!plan) co_return plan.error();
+  try {
+    std::string unresolved;
+    for (auto& host : plan->hosts) {
+      if (!host.needs_resolving) continue;
+      auto outcome = co_await resolve(ex, host.host, deadline);
+      if (const Ready* why = std::get_if<Ready>(&outcome)) {
+        co_return make_error(*why == Ready::timeout ? Errc::timeout : Errc::cancelled,
+                             "resolving " + host.host);
+      }
+      host.addrs = std::move(std::get<0>(outcome));
+      if (host.addrs.empty()) unresolved += (unresolved.empty() ? "" : ", ") + host.host;
+    }
+    auto params = detail::connect_params(*plan);
+    if (!params) {
+      auto err = params.error();
+      if (!unresolved.empty()) err.diag.client_message = "could not resolve host " + unresolved;
+      co_return err;
+    }
+
+    auto impl = std::make_unique<Impl>(ex);
+    if (auto err = co_await impl->connect(*params, deadline)) co_return std::move(*err);
+    co_return Connection(std::move(impl));
+  } catch (const boost::system::system_error&) {
+    co_return make_error(Errc::cancelled);
+  }
+}
+
+Connection::Connection(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+Connection::Connection(Connection&&) noexcept = default;
+Connection& Connection::operator=(Connection&&) noexcept = default;
+Connection::~Connection() = default;
+
+namespace {
+
+constexpr std::size_t max_params = std::numeric_limits<std::uint16_t>::max();
+
+// libpq wants NUL-terminated text; views need not be.
+struct ParamStorage {
+  explicit ParamStorage(std::span<const Param> params) {
+    text.reserve(params.size());
+    for (const auto& p : params) text.emplace_back(p ? std::string(*p) : std::string());
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      pointers.push_back(params[i] ? text[i].c_str() : nullptr);
+    }
+  }
+  [[nodiscard]] int count() const { return static_cast<int>(pointers.size()); }
+  std::vector<std::string> text;
+  std::vector<const char*> pointers;
+};
+
+}  // namespace
+
+asio::awaitable<Result<QueryResult>> Connection::query(std::string_view sql,
+                                                       std::span<const Param> params,
+                                                       Deadline deadline) {
+  Impl* impl = impl_.get();  // stable even if *this is moved while we are suspended
+  if (params.size() > max_params) co_return make_error(Errc::invalid_argument, "too many params");
+  if (auto err = impl->begin()) co_return std::move(*err);
+  const std::string text(sql);
+  const ParamStorage storage(params);
+  const int sent = PQsendQueryParams(impl->conn, text.c_str(), storage.count(), nullptr,
+                                     storage.pointers.data(), nullptr, nullptr, 0);
+  co_return co_await impl->complete(sent, deadline);
+}
+
+asio::awaitable<Result<void>> Connection::prepare(std::string_view name, std::string_view sql,
+                                                  Deadline deadline) {
+  Impl* impl = impl_.get();
+  if (auto err = impl->begin()) co_return std::move(*err);
+  const std::string name_text(name);
+  const std::string sql_text(sql);
+  const int sent = PQsendPrepare(impl->conn, name_text.c_str(), sql_text.c_str(), 0, nullptr);
+  auto res = co_await impl->complete(sent, deadline);
+  if (!res) co_return res.error();
+  co_return Result<void>();
+}
+
+asio::awaitable<Result<QueryResult>> Connection::execute_prepared(std::string_view name,
+                                                                  std::span<const Param> params,
+                                                                  Deadline deadline) {
+  Impl* impl = impl_.get();
+  if (params.size() > max_params) co_return make_error(Errc::invalid_argument, "too many params");
+  if (auto err = impl->begin()) co_return std::move(*err);
+  const std::string name_text(name);
+  const ParamStorage storage(params);
+  const int sent = PQsendQueryPrepared(impl->conn, name_text.c_str(), storage.count(),
+                                       storage.pointers.data(), nullptr, nullptr, 0);
+  co_return co_await impl->complete(sent, deadline);
+}
+
+bool Connection::is_broken() const noexcept { return !impl_ || impl_->broken; }
+
+void Connection::mark_broken() noexcept {
+  if (impl_) impl_->broken = true;
+}
+
+bool Connection::in_transaction() const noexcept {
+  return impl_ && impl_->conn != nullptr && PQtransactionStatus(impl_->conn) != PQTRANS_IDLE;
+}
+
+bool Connection::check_alive() noexcept {
+  if (is_broken() || impl_->conn == nullptr) return false;
+  pollfd pfd{PQsocket(impl_->conn), POLLIN, 0};
+  if (::poll(&pfd, 1, 0) > 0) {
+    // An idle session has nothing to read unless the server is ending it (FATAL, then EOF).
+    if (PQconsumeInput(impl_->conn) == 0 || PQstatus(impl_->conn) == CONNECTION_BAD) {
+      impl_->close();
+      return false;
+    }
+  }
+  return true;
+}
+
+void Connection::close() noexcept {
+  if (impl_) impl_->close();
+}
+
+Connection::executor_type Connection::get_executor() const noexcept {
+  return impl_->socket.get_executor();
+}
+
+pg_conn* Connection::native_handle() const noexcept { return impl_ ? impl_->conn : nullptr; }
+
+}  // namespace shardurl::pgasync

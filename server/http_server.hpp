@@ -1,0 +1,53 @@
+// The HTTP/1.1 front door: accepts connections and runs one session coroutine per connection.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+
+namespace shardurl {
+
+class Routes;
+
+/// Limits every connection lives under. The defaults are what `shardurl serve` uses.
+struct HttpLimits {
+  std::size_t header_bytes = 8 * 1024;  // request line + headers; more is 431
+  std::size_t body_bytes = 64 * 1024;   // more is 413
+  /// The whole of one request (headers and body) must arrive within this, and an idle keep-alive
+  /// connection is closed after it: a slow or silent client cannot hold a connection for ever.
+  std::chrono::seconds read_timeout{10};
+  std::chrono::seconds write_timeout{10};
+};
+
+/// Accepts on `endpoint` and serves each connection with `routes`: keep-alive, pipelined requests
+/// answered in order, one request at a time per connection. Single-threaded: everything runs on
+/// `io`, which must outlive the server.
+class HttpServer {
+ public:
+  HttpServer(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
+             Routes& routes, HttpLimits limits = {});
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  /// Starts the accept loop.
+  void start();
+
+  /// Stops accepting. Requests in flight finish; every connection closes after its current
+  /// response, and idle ones close at once.
+  void stop();
+
+  /// Connections open now.
+  [[nodiscard]] std::size_t connections() const noexcept;
+
+  [[nodiscard]] boost::asio::ip::tcp::endpoint local_endpoint() const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace shardurl
