@@ -49,6 +49,16 @@ class ConfigError : public std::runtime_error {
   std::string field_;
 };
 
+/// The configuration used when no --config is given: the tutorial's cluster, three local shards
+/// named "5432", "5433" and "5434" on those ports, serving on 127.0.0.1:5001.
+inline constexpr std::string_view default_config_json = R"({
+  "listen": "127.0.0.1:5001",
+  "ring": {"hash": "md5", "vnodes": 160},
+  "shards": [
+    {"name": "5432", "conninfo": "host=127.0.0.1 port=5432 user=postgres dbname=postgres"},
+    {"name": "5433", "conninfo": "host=127.0.0.1 port=5433 user=postgres dbname=postgres"},
+    {"name": "5434", "conninfo": "host=127.0.0.1 port=5434 user=postgres dbname=postgres"}]})";
+
 /// Parses and validates a configuration document. Throws ConfigError.
 Config parse_config(std::string_view json_text);
 

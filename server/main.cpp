@@ -16,8 +16,10 @@ constexpr int exit_usage = 2;
 constexpr int exit_config = 2;
 
 constexpr std::string_view usage =
-    "usage: shardurl serve --config FILE  serve the HTTP API until SIGINT or SIGTERM\n"
-    "       shardurl ring --config FILE   print key<TAB>shard for each key read on stdin\n"
+    "usage: shardurl serve [--config FILE]  serve the HTTP API until SIGINT or SIGTERM\n"
+    "       shardurl ring [--config FILE]   print key<TAB>shard for each key read on stdin\n"
+    "       shardurl config                 print the embedded default config\n"
+    "Without --config, both use the embedded default: shards 5432, 5433, 5434 on 127.0.0.1.\n"
     "       shardurl --help\n";
 
 int fail_usage(const std::string& why) {
@@ -25,7 +27,8 @@ int fail_usage(const std::string& why) {
   return exit_usage;
 }
 
-// Parses `--config FILE` (or `--config=FILE`), the only option the subcommands share.
+// Parses `--config FILE` (or `--config=FILE`), the only option the subcommands share; `path` stays
+// empty without it.
 bool config_path(int argc, char** argv, std::string& path, std::string& error) {
   for (int i = 2; i < argc; ++i) {
     const std::string_view arg = argv[i];
@@ -38,8 +41,7 @@ bool config_path(int argc, char** argv, std::string& path, std::string& error) {
       return false;
     }
   }
-  if (path.empty()) error = "--config FILE is required";
-  return !path.empty();
+  return true;
 }
 
 // Loads the config named by --config; on failure prints one line and returns false.
@@ -50,7 +52,8 @@ bool load(int argc, char** argv, shardurl::Config& config, std::string& path, in
     return false;
   }
   try {
-    config = shardurl::load_config(path);
+    config = path.empty() ? shardurl::parse_config(shardurl::default_config_json)
+                          : shardurl::load_config(path);
   } catch (const shardurl::ConfigError& e) {
     std::cerr << "shardurl: config " << path << ": " << e.what() << "\n";
     status = exit_config;
@@ -89,6 +92,10 @@ int main(int argc, char** argv) {
     const std::string_view command = argc > 1 ? argv[1] : "";
     if (command == "ring") return run_ring(argc, argv);
     if (command == "serve") return run_serve(argc, argv);
+    if (command == "config") {
+      std::cout << shardurl::default_config_json << "\n";
+      return 0;
+    }
     if (command == "--help" || command == "-h" || command == "help") {
       std::cout << usage;
       return 0;

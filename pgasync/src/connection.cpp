@@ -409,15 +409,18 @@ bool Connection::in_transaction() const noexcept {
 
 bool Connection::check_alive() noexcept {
   if (is_broken() || impl_->conn == nullptr) return false;
-  pollfd pfd{PQsocket(impl_->conn), POLLIN, 0};
-  if (::poll(&pfd, 1, 0) > 0) {
-    // An idle session has nothing to read unless the server is ending it (FATAL, then EOF).
-    if (PQconsumeInput(impl_->conn) == 0 || PQstatus(impl_->conn) == CONNECTION_BAD) {
-      impl_->close();
-      return false;
-    }
+  PGconn* conn = impl_->conn;
+  // An idle session has nothing to read unless the server is ending it: first a FATAL message,
+  // which PQconsumeInput reads as data, then EOF, which only the next read sees. So read and
+  // parse until the socket is quiet; a few rounds cover FATAL + EOF (and rare ParameterStatus).
+  for (int round = 0; round < 4; ++round) {
+    pollfd pfd{PQsocket(conn), POLLIN, 0};
+    if (::poll(&pfd, 1, 0) <= 0) return true;
+    if (PQconsumeInput(conn) == 0 || PQstatus(conn) == CONNECTION_BAD) break;
+    (void)PQisBusy(conn);  // parses what arrived (a FATAL while idle becomes a notice)
   }
-  return true;
+  impl_->close();
+  return false;
 }
 
 void Connection::close() noexcept {

@@ -1,5 +1,6 @@
 #include "pgasync/error.hpp"
 
+#include <ostream>
 #include <system_error>
 
 namespace shardurl::pgasync {
@@ -41,6 +42,8 @@ std::string Error::describe() const {
   if (!diag.client_message.empty()) out += "; " + diag.client_message;
   return out;
 }
+
+std::ostream& operator<<(std::ostream& os, const Error& err) { return os << err.describe(); }
 
 bool is_fatal(const Error& err) noexcept {
   if (err.code.category() != pgasync_category()) return true;  // not ours: assume the worst

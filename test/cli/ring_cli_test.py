@@ -126,6 +126,21 @@ class Streaming(unittest.TestCase):
         self.assertLess(peak - small_peak, 2 * 1024, f"peak RSS {small_peak} KiB -> {peak} KiB")
 
 
+class EmbeddedDefault(unittest.TestCase):
+    def test_without_config_the_tutorials_three_shards_place_keys(self):
+        keys = ["0OGWo", "cSZsgRV", "", "ab/cd"]
+        out = subprocess.run([SHARDURL, "ring"], input="".join(k + "\n" for k in keys).encode(),
+                             capture_output=True, timeout=10)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        reference = HashRing(nodes=["5432", "5433", "5434"])
+        self.assertEqual(out.stdout.decode().splitlines(),
+                         [f"{k}\t{reference.get_node(k)}" for k in keys])
+        printed = subprocess.run([SHARDURL, "config"], capture_output=True, timeout=10)
+        doc = json.loads(printed.stdout)
+        self.assertEqual(doc["listen"], "127.0.0.1:5001")
+        self.assertEqual([s["name"] for s in doc["shards"]], ["5432", "5433", "5434"])
+
+
 class ConfigErrors(unittest.TestCase):
     CASES = [
         ("missing shards", {"ring": {"hash": "md5"}}, "shards"),
@@ -157,9 +172,9 @@ class ConfigErrors(unittest.TestCase):
         out = run_ring("/nonexistent/shardurl.json", b"")
         self.assertEqual(out.returncode, 2)
         self.assertIn("/nonexistent/shardurl.json", out.stderr.decode())
-        out = subprocess.run([SHARDURL, "ring"], capture_output=True, timeout=10)
+        out = subprocess.run([SHARDURL, "ring", "--verbose"], capture_output=True, timeout=10)
         self.assertEqual(out.returncode, 2)
-        self.assertIn("--config", out.stderr.decode())
+        self.assertIn("--verbose", out.stderr.decode())
         out = subprocess.run([SHARDURL, "frobnicate"], capture_output=True, timeout=10)
         self.assertEqual(out.returncode, 2)
 

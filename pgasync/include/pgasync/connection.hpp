@@ -2,7 +2,8 @@
 #pragma once
 
 #include <chrono>
-#include <initializer_list>
+#include <array>
+#include <cstddef>
 #include <memory>
 #include <optional>
 #include <span>
@@ -24,6 +25,14 @@ using Deadline = Clock::time_point;
 
 /// One text-format parameter; std::nullopt is SQL NULL.
 using Param = std::optional<std::string_view>;
+
+/// Builds the parameter list for one call: `co_await conn.query(sql, params(id, url), deadline)`.
+/// Use this (or any array/vector you own) rather than a braced list: GCC 12 rejects an
+/// initializer_list temporary in a co_await expression ("array used as initializer").
+template <class... Args>
+std::array<Param, sizeof...(Args)> params(const Args&... args) {
+  return {Param(args)...};
+}
 
 /// A PostgreSQL connection.
 ///
@@ -78,12 +87,6 @@ class Connection {
   boost::asio::awaitable<Result<QueryResult>> query(std::string_view sql,
                                                     std::span<const Param> params,
                                                     Deadline deadline);
-  boost::asio::awaitable<Result<QueryResult>> query(std::string_view sql,
-                                                    std::initializer_list<Param> params,
-                                                    Deadline deadline) {
-    return query(sql, std::span<const Param>(params.begin(), params.size()), deadline);
-  }
-
   /// Creates the named prepared statement `name` on this session (parameter types inferred by the
   /// server). Prepared statements live as long as the session: a replacement connection has none,
   /// so callers prepare again after reconnecting. Same errors as query().
@@ -94,12 +97,6 @@ class Connection {
   boost::asio::awaitable<Result<QueryResult>> execute_prepared(std::string_view name,
                                                                std::span<const Param> params,
                                                                Deadline deadline);
-  boost::asio::awaitable<Result<QueryResult>> execute_prepared(std::string_view name,
-                                                               std::initializer_list<Param> params,
-                                                               Deadline deadline) {
-    return execute_prepared(name, std::span<const Param>(params.begin(), params.size()), deadline);
-  }
-
   /// True once a fatal error happened or close() was called.
   [[nodiscard]] bool is_broken() const noexcept;
 

@@ -5,6 +5,7 @@
 // values in a Result, never exceptions: callers branch on them in the normal flow.
 #pragma once
 
+#include <iosfwd>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -56,6 +57,9 @@ struct Error {
   /// One line for logs: the code's message, SQLSTATE and the non-empty messages.
   [[nodiscard]] std::string describe() const;
 };
+
+/// Writes describe(); also lets test frameworks print a Result.
+std::ostream& operator<<(std::ostream& os, const Error& err);
 
 /// The rule for dropping a connection. True when the session that produced `err` cannot be
 /// trusted for another statement:

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# compose.yaml is valid for docker-compose, has what a deployment needs, and the app's config in
+# the image is one the real binary accepts.   Usage: compose_test.sh REPO SHARDURL_BINARY
+set -uo pipefail
+repo=$1 binary=$2
+passed=0 failed=0
+check() {
+  local what=$1; shift
+  if "$@" >/dev/null 2>&1; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $what"; fi
+}
+cd "$repo"
+rendered=$(docker-compose -f compose.yaml config 2>&1)
+check "docker-compose config accepts compose.yaml" docker-compose -f compose.yaml config -q
+for s in 5432 5433 5434; do
+  check "shard-$s mounts initdb/" grep -q "initdb:/docker-entrypoint-initdb.d:ro" <<<"$rendered"
+  check "shard-$s has a named volume" grep -q "shard-$s:/var/lib/postgresql/data" <<<"$rendered"
+done
+check "shards have health checks" grep -q "pg_isready" <<<"$rendered"
+check "the app waits for healthy shards" grep -q "condition: service_healthy" <<<"$rendered"
+check "the app is built from the repo's Containerfile" grep -q "dockerfile: server/container/Containerfile" <<<"$rendered"
+check "the Containerfile exists" test -f server/container/Containerfile
+check "the image's config is accepted by shardurl" \
+  bash -c "printf 'k\n' | '$binary' ring --config server/container/shardurl.json | grep -q '^k	543[234]$'"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

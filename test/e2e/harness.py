@@ -1,0 +1,112 @@
+"""Runs the real shardurl binary against the suite's real PostgreSQL shards.
+
+scripts/test starts the shards and exports SHARDURL_TEST_PORTS (e.g. "55432,55433,55434") and
+SHARDURL_TEST_CLUSTER_DIR. The shards are named "5432", "5433", "5434" in the ring, like the
+tutorial's, whatever ports they really listen on.
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TUTORIAL_NAMES = ["5432", "5433", "5434"]
+
+
+def shard_ports():
+    ports = os.environ.get("SHARDURL_TEST_PORTS")
+    if not ports:
+        raise SystemExit("SHARDURL_TEST_PORTS is not set: run this through scripts/test, which "
+                         "starts the PostgreSQL shards")
+    return [int(p) for p in ports.split(",")]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def psql(port, sql, db="postgres"):
+    """Runs SQL on one shard and returns its unaligned output."""
+    out = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                          "-p", str(port), "-U", "postgres", "-d", db, "-c", sql],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(f"psql on {port}: {out.stderr}")
+    return out.stdout.strip()
+
+
+def apply_initdb(port, db):
+    for name in sorted(os.listdir(os.path.join(REPO, "initdb"))):
+        if name.endswith(".sql"):
+            subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
+                            str(port), "-U", "postgres", "-d", db, "-f",
+                            os.path.join(REPO, "initdb", name)],
+                           check=True, capture_output=True, timeout=60)
+
+
+class Server:
+    """shardurl serve on a free port; a context manager that stops it with SIGTERM."""
+
+    def __init__(self, binary, db="postgres", names=TUTORIAL_NAMES, extra=None):
+        self.port = free_port()
+        shards = [{"name": name, "conninfo": f"host=127.0.0.1 port={port} user=postgres dbname={db}"}
+                  for name, port in zip(names, shard_ports())]
+        config = {"listen": f"127.0.0.1:{self.port}", "shards": shards}
+        config.update(extra or {})
+        self.config_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+        json.dump(config, self.config_file)
+        self.config_file.close()
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([binary, "serve", "--config", self.config_file.name],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                status, _ = self.request("GET", "/healthz")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"shardurl did not start:\n{self.output()}")
+            time.sleep(0.05)
+
+    def request(self, method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, (json.loads(data) if data else None)
+        finally:
+            conn.close()
+
+    def output(self):
+        if self.log.closed:
+            return "(log closed)"
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        os.unlink(self.config_file.name)
+        self.log.close()
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -1,0 +1,201 @@
+#!/usr/bin/python3
+"""The tutorial's API end to end: the real binary, real shards, a real HTTP client.
+
+Usage (scripts/test runs it through ctest): /usr/bin/python3 test/e2e/service_test.py BINARY
+"""
+import base64
+import hashlib
+import http.client
+import json
+import socket
+import sys
+import unittest
+import urllib.parse
+import uuid
+
+from uhashring import HashRing
+
+import harness
+
+BINARY = None
+RING = HashRing(nodes=harness.TUTORIAL_NAMES)
+
+
+def shard_port(url_id):
+    """The real port of the shard the tutorial's ring picks for url_id."""
+    return harness.shard_ports()[harness.TUTORIAL_NAMES.index(RING.get_node(url_id))]
+
+
+def expected_id(url, length=7):
+    return base64.urlsafe_b64encode(hashlib.sha256(url.encode()).digest()).decode()[:length]
+
+
+def read_response(reader):
+    """One HTTP/1.1 response with a Content-Length body, read off a raw socket: (status, JSON)."""
+    status = int(reader.readline().split()[1])
+    length = 0
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    return status, json.loads(reader.read(length))
+
+
+def quoted(url_id):
+    return urllib.parse.quote(url_id, safe="")
+
+
+class TutorialApi(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = harness.Server(BINARY)
+
+    @classmethod
+    def tearDownClass(cls):
+        output = cls.server.output()
+        code = cls.server.stop()
+        assert code == 0, f"shardurl exited {code}:\n{output}"
+
+    def post(self, url):
+        return self.server.request("POST", "/urls?full_url=" + url)
+
+    def test_the_tutorials_three_posts_and_its_get(self):
+        for url in ["https://www.postgresql.org/", "https://www.google.com/", "https://www.dev.to/"]:
+            status, body = self.post(url)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(list(body), ["url_id", "url", "server"])
+            self.assertEqual(body["url"], url)
+            self.assertEqual(body["url_id"], expected_id(url))
+            # The server object is uhashring's node dict for the id, as the tutorial returned it.
+            self.assertEqual(body["server"], RING.get(body["url_id"]))
+            # And the row really is on that shard.
+            self.assertEqual(harness.psql(shard_port(body["url_id"]),
+                                          f"SELECT url FROM url_table WHERE url_id = '{body['url_id']}'"), url)
+        status, body = self.server.request("GET", "/urls/" + expected_id("https://www.google.com/"))
+        self.assertEqual(status, 200)
+        self.assertEqual(body, {"url_id": "0OGWoMJ", "url": "https://www.google.com/",
+                                "server": RING.get("0OGWoMJ")})
+
+    def test_unknown_id_is_404_with_the_tutorials_detail(self):
+        status, body = self.server.request("GET", "/urls/doesNotExist")
+        self.assertEqual(status, 404)
+        self.assertEqual(body, {"detail": "Url with id: doesNotExist was not found"})
+
+    def test_posting_the_same_url_again_returns_the_same_id_and_adds_no_row(self):
+        url = f"https://example.com/idempotent/{uuid.uuid4()}"
+        first = self.post(url)
+        second = self.post(url)
+        self.assertEqual(first, second)
+        url_id = first[1]["url_id"]
+        count = harness.psql(shard_port(url_id), f"SELECT count(*) FROM url_table WHERE url = '{url}'")
+        self.assertEqual(count, "1")
+
+    def test_a_missing_full_url_is_fastapis_422(self):
+        status, body = self.server.request("POST", "/urls")
+        self.assertEqual(status, 422)
+        self.assertEqual(body, {"detail": [{"loc": ["query", "full_url"], "msg": "field required",
+                                            "type": "value_error.missing"}]})
+
+    def test_query_values_are_decoded_like_fastapi(self):
+        url = "https://example.com/search?q=a b&lang=en"
+        status, body = self.post(urllib.parse.quote(url, safe=""))
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["url"], url)
+        status, body = self.server.request("GET", "/urls/" + quoted(body["url_id"]))
+        self.assertEqual((status, body["url"]), (200, url))
+
+    def test_an_id_taken_by_another_url_moves_to_a_longer_prefix(self):
+        url = f"https://example.com/clash/{uuid.uuid4()}"
+        squatter = expected_id(url)
+        harness.psql(shard_port(squatter),
+                     f"INSERT INTO url_table (url, url_id) VALUES ('https://squatter.example/', '{squatter}')")
+        status, body = self.post(url)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["url_id"], expected_id(url, 8))
+        self.assertEqual(body["server"], RING.get(body["url_id"]))
+        self.assertEqual(self.server.request("GET", "/urls/" + squatter)[1]["url"], "https://squatter.example/")
+        self.assertEqual(self.post(url)[1]["url_id"], expected_id(url, 8))  # and stays there
+
+    def test_a_keep_alive_connection_carries_many_requests(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=10)
+        conn.connect()
+        local = conn.sock.getsockname()
+        for i in range(200):
+            conn.request("POST", f"/urls?full_url=https://example.com/keepalive/{i}")
+            resp = conn.getresponse()
+            resp.read()
+            self.assertEqual(resp.status, 200)
+            self.assertEqual(conn.sock.getsockname(), local, "the connection was replaced")
+        conn.close()
+
+    def test_pipelined_requests_are_answered_in_order(self):
+        urls = [f"https://example.com/pipelined/{i}/{uuid.uuid4()}" for i in range(20)]
+        wire = b"".join(f"POST /urls?full_url={u} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode()
+                        for u in urls)
+        wire += b"GET /urls/nothingHere HTTP/1.1\r\nHost: x\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", self.server.port), timeout=10) as sock:
+            sock.sendall(wire)  # every request in one write, before reading any answer
+            reader = sock.makefile("rb")
+            answers = [read_response(reader) for _ in range(len(urls) + 1)]
+        for url, (status, body) in zip(urls, answers):
+            self.assertEqual(status, 200)
+            self.assertEqual(body["url"], url)
+        self.assertEqual(answers[-1][0], 404)
+
+    def test_healthz(self):
+        self.assertEqual(self.server.request("GET", "/healthz")[0], 200)
+
+
+class TutorialShardsUpgraded(unittest.TestCase):
+    """Shards created and filled the tutorial's way, upgraded by initdb/, then served."""
+
+    DB = "tutorial_e2e"
+
+    def test_every_tutorial_row_is_served_with_its_server(self):
+        ports = harness.shard_ports()
+        urls = ["https://www.postgresql.org/", "https://www.google.com/", "https://www.dev.to/"]
+        urls += [f"https://example.com/tutorial/{i}" for i in range(60)]
+        rows = {}
+        for url in urls:
+            # The tutorial's id: standard base64 (so '+' and '/'), 5 characters, placed by uhashring.
+            url_id = base64.b64encode(hashlib.sha256(url.encode()).digest()).decode()[:5]
+            rows[url_id] = url
+        # A few hand-made ids with the characters that need care in a path.
+        rows.update({"ab/cd": "https://example.com/slash", "x+y=z": "https://example.com/plus",
+                     "a b": "https://example.com/space"})
+        self.assertTrue(any("/" in k for k in rows) and any("+" in k for k in rows))
+        for port in ports:
+            harness.psql(port, f"DROP DATABASE IF EXISTS {self.DB}")
+            harness.psql(port, f"CREATE DATABASE {self.DB}")
+            harness.psql(port, "CREATE TABLE URL_TABLE (id serial NOT NULL PRIMARY KEY, URL text, "
+                               "URL_ID varchar(5))", db=self.DB)
+        for url_id, url in rows.items():
+            port = shard_port(url_id)
+            for _ in range(2):  # the tutorial inserted again when the same URL was posted again
+                harness.psql(port, "INSERT INTO url_table (URL, URL_ID) VALUES "
+                                   f"('{url}', '{url_id}')", db=self.DB)
+        for port in ports:
+            harness.apply_initdb(port, self.DB)
+            harness.apply_initdb(port, self.DB)  # idempotent
+        try:
+            with harness.Server(BINARY, db=self.DB) as server:
+                for url_id, url in rows.items():
+                    status, body = server.request("GET", "/urls/" + quoted(url_id))
+                    self.assertEqual(status, 200, f"{url_id!r}: {body}")
+                    self.assertEqual(body, {"url_id": url_id, "url": url, "server": RING.get(url_id)})
+                for port in ports:
+                    dupes = harness.psql(port, "SELECT count(*) - count(DISTINCT url_id) FROM url_table",
+                                         db=self.DB)
+                    self.assertEqual(dupes, "0")
+                # New links land next to the old ones.
+                status, body = server.request("POST", "/urls?full_url=https://example.com/after-upgrade")
+                self.assertEqual(status, 200, body)
+                self.assertEqual(server.request("GET", "/urls/" + body["url_id"])[0], 200)
+        finally:
+            for port in ports:
+                harness.psql(port, f"DROP DATABASE IF EXISTS {self.DB}")
+
+
+if __name__ == "__main__":
+    BINARY = sys.argv.pop(1)
+    unittest.main(verbosity=2)
