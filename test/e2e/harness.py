@@ -53,10 +53,10 @@ def apply_initdb(port, db):
 class Server:
     """shardurl serve on a free port; a context manager that stops it with SIGTERM."""
 
-    def __init__(self, binary, db="postgres", names=TUTORIAL_NAMES, extra=None):
+    def __init__(self, binary, db="postgres", names=TUTORIAL_NAMES, extra=None, ports=None):
         self.port = free_port()
         shards = [{"name": name, "conninfo": f"host=127.0.0.1 port={port} user=postgres dbname={db}"}
-                  for name, port in zip(names, shard_ports())]
+                  for name, port in zip(names, ports or shard_ports())]
         config = {"listen": f"127.0.0.1:{self.port}", "shards": shards}
         config.update(extra or {})
         self.config_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)

@@ -7,6 +7,11 @@ import base64
 import hashlib
 import http.client
 import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
 import socket
 import sys
 import unittest
@@ -144,6 +149,68 @@ class TutorialApi(unittest.TestCase):
 
     def test_healthz(self):
         self.assertEqual(self.server.request("GET", "/healthz")[0], 200)
+
+
+class ServeLifecycle(unittest.TestCase):
+    def test_a_shard_down_at_start_costs_only_its_keys_and_is_used_once_it_is_up(self):
+        ports = harness.shard_ports()
+        late_port = harness.free_port()
+        ids = {name: [] for name in harness.TUTORIAL_NAMES}
+        i = 0
+        while min(len(v) for v in ids.values()) < 3:
+            url = f"https://example.com/late/{uuid.uuid4()}/{i}"
+            ids[RING.get_node(expected_id(url))].append(url)
+            i += 1
+        cluster = tempfile.mkdtemp(prefix="shardurl-late-")
+        os.chmod(cluster, 0o755)
+        server = harness.Server(BINARY, ports=[ports[0], ports[1], late_port])
+        try:
+            for name in ("5432", "5433"):
+                for url in ids[name]:
+                    self.assertEqual(server.request("POST", "/urls?full_url=" + url)[0], 200)
+            started = time.monotonic()
+            status, body = server.request("POST", "/urls?full_url=" + ids["5434"][0])
+            self.assertEqual(status, 503)
+            self.assertEqual(body, {"detail": "shard 5434 unavailable"})
+            self.assertLess(time.monotonic() - started, 3)
+            self.assertIn("shard 5434: unreachable", server.output())
+
+            subprocess.run([os.path.join(harness.REPO, "scripts", "cluster"), "start", "--dir", cluster,
+                            "--ports", str(late_port)], check=True, capture_output=True, timeout=120)
+            deadline = time.monotonic() + 10
+            while server.request("POST", "/urls?full_url=" + ids["5434"][0])[0] != 200:
+                self.assertLess(time.monotonic(), deadline, "the late shard was never used")
+                time.sleep(0.1)
+            for url in ids["5434"]:
+                status, body = server.request("POST", "/urls?full_url=" + url)
+                self.assertEqual((status, body["server"]["nodename"]), (200, "5434"))
+        finally:
+            self.assertEqual(server.stop(), 0)
+            subprocess.run([os.path.join(harness.REPO, "scripts", "cluster"), "stop", "--dir", cluster],
+                           capture_output=True, timeout=120)
+            shutil.rmtree(cluster, ignore_errors=True)
+
+    def test_a_config_that_cannot_serve_exits_2_naming_the_field(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+            json.dump({"shards": [{"name": "a", "conninfo": "host=127.0.0.1"}, {"name": "b"}]}, f)
+            f.flush()
+            out = subprocess.run([BINARY, "serve", "--config", f.name], capture_output=True, timeout=10)
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("shards[1].conninfo", out.stderr.decode())
+
+    def test_a_taken_listen_port_is_reported(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+                json.dump({"listen": f"127.0.0.1:{port}",
+                           "shards": [{"name": "a", "conninfo": "host=127.0.0.1"}]}, f)
+                f.flush()
+                out = subprocess.run([BINARY, "serve", "--config", f.name], capture_output=True,
+                                     timeout=10)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn(f"cannot listen on 127.0.0.1:{port}", out.stderr.decode())
 
 
 class TutorialShardsUpgraded(unittest.TestCase):
