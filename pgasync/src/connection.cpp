@@ -279,7 +279,8 @@ struct Connection::Impl {
 namespace {
 
 // Resolves one DNS name off the I/O thread (Asio's resolver thread) within the deadline. A
-// getaddrinfo already running cannot be interrupted: the deadline is then late by its remainder.
+// lookup already running in the resolver thread cannot be interrupted: the deadline is then late
+// by its remainder.
 asio::awaitable<std::variant<std::vector<std::string>, Ready>> resolve(
     Connection::executor_type ex, const std::string& host, Deadline deadline) {
   using namespace asio::experimental::awaitable_operators;
@@ -381,7 +382,7 @@ asio::awaitable<Result<void>> Connection::prepare(std::string_view name, std::st
   const int sent = PQsendPrepare(impl->conn, name_text.c_str(), sql_text.c_str(), 0, nullptr);
   auto res = co_await impl->complete(sent, deadline);
   if (!res) co_return res.error();
-  co_return Result<void>();
+  co_return boost::system::in_place_value;
 }
 
 asio::awaitable<Result<QueryResult>> Connection::execute_prepared(std::string_view name,

@@ -1,5 +1,5 @@
 // Turning a conninfo string into libpq connect parameters whose hosts are already resolved, so
-// PQconnectStartParams never calls getaddrinfo on an I/O thread. Pure: no I/O, no Asio.
+// PQconnectStartParams never does a DNS lookup on an I/O thread. Pure: no I/O, no Asio.
 #pragma once
 
 #include <string>

@@ -3,6 +3,8 @@
 #include <ostream>
 #include <system_error>
 
+#include <boost/system/system_error.hpp>
+
 namespace shardurl::pgasync {
 namespace {
 
@@ -70,7 +72,7 @@ bool has_sqlstate(const Error& err, std::string_view state) noexcept {
 }
 
 void throw_exception_from_error(const Error& err, const boost::source_location& /*loc*/) {
-  throw std::system_error(err.code, err.describe());
+  throw boost::system::system_error(boost::system::error_code(err.code), err.describe());
 }
 
 }  // namespace shardurl::pgasync

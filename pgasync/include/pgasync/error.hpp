@@ -77,7 +77,7 @@ std::ostream& operator<<(std::ostream& os, const Error& err);
 /// True for a server_error carrying `state` (e.g. sqlstate::unique_violation).
 [[nodiscard]] bool has_sqlstate(const Error& err, std::string_view state) noexcept;
 
-/// Lets Result<T>::value() throw: std::system_error carrying code and describe().
+/// Lets Result<T>::value() throw: boost::system::system_error carrying code and describe().
 [[noreturn]] void throw_exception_from_error(const Error& err, const boost::source_location& loc);
 
 /// The return type of every pgasync operation.
