@@ -130,6 +130,73 @@ void parse_shards(const json::value& v, Config& config) {
   }
 }
 
+void parse_api_keys(const json::value& v, Config& config) {
+  if (!v.is_array()) throw ConfigError("api_keys", "must be an array of strings");
+  const auto& array = v.get_array();
+  for (std::size_t i = 0; i < array.size(); ++i) {
+    const std::string at = "api_keys[" + std::to_string(i) + "]";
+    std::string key = string_field(array[i], at);
+    if (key.size() < 16) throw ConfigError(at, "must be at least 16 characters");
+    if (has_control_character(key)) throw ConfigError(at, "must not contain control characters");
+    config.api_keys.push_back(std::move(key));
+  }
+}
+
+void parse_http(const json::value& v, Config& config) {
+  const auto& obj = as_object(v, "http");
+  reject_unknown(obj, "http",
+                 {"max_connections", "header_limit_bytes", "body_limit_bytes", "read_timeout_ms"});
+  auto& http = config.http;
+  if (const auto* n = obj.if_contains("max_connections")) {
+    http.max_connections =
+        static_cast<std::size_t>(int_field(*n, "http.max_connections", 1, 1'000'000));
+  }
+  if (const auto* n = obj.if_contains("header_limit_bytes")) {
+    http.header_limit_bytes =
+        static_cast<std::size_t>(int_field(*n, "http.header_limit_bytes", 1024, 1 << 20));
+  }
+  if (const auto* n = obj.if_contains("body_limit_bytes")) {
+    http.body_limit_bytes =
+        static_cast<std::size_t>(int_field(*n, "http.body_limit_bytes", 1024, 16 << 20));
+  }
+  if (const auto* n = obj.if_contains("read_timeout_ms")) {
+    http.read_timeout_ms =
+        static_cast<std::uint32_t>(int_field(*n, "http.read_timeout_ms", 100, 3'600'000));
+  }
+}
+
+// Fills `out` from `obj[key]` when present: a whole number within [min, max].
+template <class T>
+void optional_int(const json::object& obj, const std::string& parent, std::string_view key, T& out,
+                  std::int64_t min, std::int64_t max) {
+  if (const auto* v = obj.if_contains(key)) {
+    out = static_cast<T>(int_field(*v, parent + "." + std::string(key), min, max));
+  }
+}
+
+void parse_timeouts(const json::value& v, TimeoutConfig& t) {
+  const auto& obj = as_object(v, "timeouts");
+  reject_unknown(obj, "timeouts", {"connect_ms", "query_ms", "pool_wait_ms", "shutdown_ms"});
+  optional_int(obj, "timeouts", "connect_ms", t.connect_ms, 10, 600'000);
+  optional_int(obj, "timeouts", "query_ms", t.query_ms, 10, 600'000);
+  optional_int(obj, "timeouts", "pool_wait_ms", t.pool_wait_ms, 0, 600'000);
+  optional_int(obj, "timeouts", "shutdown_ms", t.shutdown_ms, 0, 600'000);
+}
+
+void parse_pool(const json::value& v, PoolSettings& p) {
+  const auto& obj = as_object(v, "pool");
+  reject_unknown(obj, "pool", {"size", "max_waiters"});
+  optional_int(obj, "pool", "size", p.size, 1, 1000);
+  optional_int(obj, "pool", "max_waiters", p.max_waiters, 0, 1'000'000);
+}
+
+void parse_health(const json::value& v, HealthConfig& h) {
+  const auto& obj = as_object(v, "health");
+  reject_unknown(obj, "health", {"interval_up_ms", "interval_down_ms"});
+  optional_int(obj, "health", "interval_up_ms", h.interval_up_ms, 10, 600'000);
+  optional_int(obj, "health", "interval_down_ms", h.interval_down_ms, 10, 600'000);
+}
+
 // "line L, column C" of a byte offset, for syntax errors a person can find.
 std::string location(std::string_view text, std::size_t offset) {
   offset = std::min(offset, text.size());
@@ -153,7 +220,9 @@ Config parse_config(std::string_view json_text) {
   }
   const json::value doc = parser.release();
   const auto& root = as_object(doc, "");
-  reject_unknown(root, "", {"listen", "ring", "shards"});
+  reject_unknown(
+      root, "",
+      {"listen", "ring", "shards", "redirect_status", "max_url_length", "api_keys", "http"});
 
   Config config;
   if (const auto* listen = root.if_contains("listen")) parse_listen(*listen, config);
@@ -161,6 +230,22 @@ Config parse_config(std::string_view json_text) {
   const auto* shards = root.if_contains("shards");
   if (shards == nullptr) throw ConfigError("shards", "missing: the config must list the shards");
   parse_shards(*shards, config);
+  if (const auto* status = root.if_contains("redirect_status")) {
+    const int code = int_field(*status, "redirect_status", 301, 308);
+    if (code != 301 && code != 302 && code != 307 && code != 308) {
+      throw ConfigError("redirect_status", "must be 301, 302, 307 or 308");
+    }
+    config.redirect_status = static_cast<unsigned>(code);
+  }
+  if (const auto* length = root.if_contains("max_url_length")) {
+    config.max_url_length =
+        static_cast<std::size_t>(int_field(*length, "max_url_length", 16, 1 << 20));
+  }
+  if (const auto* keys = root.if_contains("api_keys")) parse_api_keys(*keys, config);
+  if (const auto* http = root.if_contains("http")) parse_http(*http, config);
+  if (const auto* t = root.if_contains("timeouts")) parse_timeouts(*t, config.timeouts);
+  if (const auto* p = root.if_contains("pool")) parse_pool(*p, config.pool);
+  if (const auto* h = root.if_contains("health")) parse_health(*h, config.health);
   try {
     (void)make_ring(config);  // the ring's own limits, such as its total number of points
   } catch (const std::invalid_argument& e) {

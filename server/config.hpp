@@ -29,12 +29,47 @@ struct ShardConfig {
   int vnodes = 0;  // 0: the ring's default
 };
 
+/// How the HTTP server protects itself from slow, silent or greedy clients.
+struct HttpConfig {
+  std::size_t max_connections = 10000;  // more are closed at once (also capped by RLIMIT_NOFILE)
+  std::size_t header_limit_bytes = 8 * 1024;  // request line and headers; more is 431
+  std::size_t body_limit_bytes = 64 * 1024;   // more is 413
+  std::uint32_t read_timeout_ms =
+      10000;  // to receive one whole request, or to sit idle between two
+};
+
+/// Deadlines for talking to shards, and for shutting down. docs/operations.md explains each.
+struct TimeoutConfig {
+  std::uint32_t connect_ms = 1000;    // opening a session (TCP + startup + auth)
+  std::uint32_t query_ms = 2000;      // one statement, from sending it to its last result
+  std::uint32_t pool_wait_ms = 1000;  // waiting for a pooled connection when all are busy
+  std::uint32_t shutdown_ms = 10000;  // SIGTERM: how long requests in flight may take to finish
+};
+
+/// One pool per shard (and per worker thread, when there are several).
+struct PoolSettings {
+  std::size_t size = 8;           // sessions per shard
+  std::size_t max_waiters = 256;  // requests queued for a session; more get 503 at once
+};
+
+struct HealthConfig {
+  std::uint32_t interval_up_ms = 1000;   // probe period of a healthy shard
+  std::uint32_t interval_down_ms = 200;  // probe period of a down shard (bounds recovery time)
+};
+
 struct Config {
   std::string listen_host = "127.0.0.1";
   std::uint16_t listen_port = 5001;
   ring::Hash hash = ring::Hash::md5;
   int vnodes = 0;  // 0: uhashring's default for `hash` (160 md5, 40 ketama)
   std::vector<ShardConfig> shards;
+  unsigned redirect_status = 302;     // GET /{id}: 301, 302, 307 or 308
+  std::size_t max_url_length = 2048;  // longer URLs are refused with 422
+  std::vector<std::string> api_keys;  // for DELETE; also SHARDURL_API_KEYS (comma-separated)
+  HttpConfig http;
+  TimeoutConfig timeouts;
+  PoolSettings pool;
+  HealthConfig health;
 };
 
 /// A configuration the service cannot use. `field` is a path such as `shards[1].weight`.

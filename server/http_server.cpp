@@ -8,9 +8,13 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
+#include <array>
 #include <iostream>
 #include <list>
+#include <tuple>
 
+#include "header_checks.hpp"
 #include "routes.hpp"
 
 namespace shardurl {
@@ -21,6 +25,7 @@ using tcp = asio::ip::tcp;
 
 namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t max_header_fields = 100;
 
 // The status for a request that could not be read, or 0 to close without answering (the peer
 // left, or went quiet: nobody is listening for an answer).
@@ -46,12 +51,18 @@ std::string_view read_error_detail(unsigned status) {
 http::response<http::string_body> to_message(Response&& r, unsigned version, bool keep_alive) {
   http::response<http::string_body> msg{static_cast<http::status>(r.status), version};
   msg.set(http::field::server, "shardurl");
-  msg.set(http::field::content_type, "application/json");
+  if (!r.content_type.empty()) msg.set(http::field::content_type, r.content_type);
   for (auto& [name, value] : r.headers) msg.set(name, value);
   msg.keep_alive(keep_alive);
   msg.body() = std::move(r.body);
   msg.prepare_payload();
   return msg;
+}
+
+Request to_request(const http::request<http::string_body>& req) {
+  Request out{req.method(), req.target(), req.body(), req[http::field::content_type], std::nullopt};
+  if (const auto key = req.find("X-Api-Key"); key != req.end()) out.api_key = key->value();
+  return out;
 }
 
 }  // namespace
@@ -80,6 +91,11 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
         co_await pause.async_wait(use_tuple);
         continue;
       }
+      if (open >= limits.max_connections) {
+        // Over the cap: refuse this one at once rather than let it queue behind the others.
+        socket.close(ec);
+        continue;
+      }
       socket.set_option(tcp::no_delay(true), ec);
       asio::co_spawn(acceptor.get_executor(), session(beast::tcp_stream(std::move(socket))),
                      [](const std::exception_ptr& e) {
@@ -93,9 +109,91 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
     }
   }
 
+  struct ReadOutcome {
+    unsigned status = 0;  // an error to answer before closing; 0: none
+    std::string detail;
+    bool close = false;  // the peer left or went quiet: close without answering
+  };
+
+  struct HeaderBlock {
+    enum class Status { complete, too_large, malformed, closed } status = Status::closed;
+    std::size_t size = 0;  // with complete: the bytes up to and including the blank line
+  };
+
+  // Reads until `buffer` holds a whole header block (up to the blank line). Bytes that can never
+  // be part of a header (control characters other than CR, LF and HTAB: binary garbage, a TLS
+  // handshake) end it at once instead of waiting out the read deadline.
+  asio::awaitable<HeaderBlock> read_header_block(beast::tcp_stream& stream,
+                                                 beast::flat_buffer& buffer) {
+    using Status = HeaderBlock::Status;
+    std::size_t searched = 0;
+    for (;;) {
+      const std::string_view have(static_cast<const char*>(buffer.data().data()), buffer.size());
+      const auto end = have.find("\r\n\r\n", searched);
+      const auto checked = have.substr(
+          searched, end == std::string_view::npos ? std::string_view::npos : end + 4 - searched);
+      if (std::any_of(checked.begin(), checked.end(), [](char c) {
+            const auto b = static_cast<unsigned char>(c);
+            return (b < 0x20 && b != '\r' && b != '\n' && b != '\t') || b == 0x7f;
+          })) {
+        co_return HeaderBlock{Status::malformed};
+      }
+      if (end != std::string_view::npos) co_return HeaderBlock{Status::complete, end + 4};
+      if (have.size() >= limits.header_bytes) co_return HeaderBlock{Status::too_large};
+      searched = have.size() < 3 ? 0 : have.size() - 3;
+      const std::size_t room = std::min<std::size_t>(4096, limits.header_bytes - have.size());
+      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(room), use_tuple);
+      if (ec) co_return HeaderBlock{Status::closed};
+      buffer.commit(n);
+    }
+  }
+
+  // Reads one request in two steps: the header block, checked as raw bytes and then parsed, and
+  // then the body, which is only read when the header is acceptable.
+  asio::awaitable<ReadOutcome> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                            http::request_parser<http::string_body>& parser) {
+    const HeaderBlock header = co_await read_header_block(stream, buffer);
+    switch (header.status) {
+      case HeaderBlock::Status::closed: co_return ReadOutcome{0, {}, true};
+      case HeaderBlock::Status::too_large: co_return ReadOutcome{431, "request headers too large"};
+      case HeaderBlock::Status::malformed: co_return ReadOutcome{400, "malformed HTTP request"};
+      case HeaderBlock::Status::complete: break;
+    }
+    const std::string_view block(static_cast<const char*>(buffer.data().data()), header.size);
+    if (auto problem = header_problem(block, max_header_fields)) {
+      co_return ReadOutcome{problem->status, std::move(problem->detail)};
+    }
+    beast::error_code parse_ec;
+    buffer.consume(parser.put(asio::buffer(block), parse_ec));
+    if (!parse_ec && !parser.is_header_done()) parse_ec = http::error::partial_message;
+    if (parse_ec) {
+      const unsigned status = status_for_read_error(parse_ec);
+      co_return ReadOutcome{status == 0 ? 400u : status,
+                            std::string(read_error_detail(status == 0 ? 400 : status))};
+    }
+    // A transfer coding other than chunked leaves the body's end unknown; guessing it is how
+    // requests get smuggled (RFC 9112 section 6.3), so refuse and close.
+    if (parser.get().count(http::field::transfer_encoding) > 0 && !parser.chunked()) {
+      co_return ReadOutcome{400, "unsupported Transfer-Encoding"};
+    }
+    if (!parser.is_done()) {
+      auto [ec, bytes] = co_await http::async_read(stream, buffer, parser, use_tuple);
+      if (ec) {
+        const unsigned status = status_for_read_error(ec);
+        if (status == 0) co_return ReadOutcome{0, {}, true};
+        co_return ReadOutcome{status, std::string(read_error_detail(status))};
+      }
+    }
+    co_return ReadOutcome{};
+  }
+
   asio::awaitable<void> session(beast::tcp_stream stream) {
     auto self = shared_from_this();
     ++open;
+    struct Closed {
+      std::size_t& open;
+      ~Closed() { --open; }
+    } closed{open};
     beast::flat_buffer buffer;
     for (;;) {
       http::request_parser<http::string_body> parser;
@@ -103,27 +201,49 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       parser.body_limit(limits.body_bytes);
       stream.expires_after(limits.read_timeout);
       const auto slot = idle.insert(idle.end(), &stream);
-      auto [ec, bytes] = co_await http::async_read(stream, buffer, parser, use_tuple);
+      const ReadOutcome outcome = co_await read_request(stream, buffer, parser);
       idle.erase(slot);
-      if (ec) {
-        if (const unsigned status = status_for_read_error(ec); status != 0 && !stopping) {
-          auto msg = to_message(error_response(status, read_error_detail(status)), 11, false);
+      if (outcome.status != 0) {
+        if (!stopping) {
+          auto msg = to_message(error_response(outcome.status, outcome.detail), 11, false);
           stream.expires_after(limits.write_timeout);
           co_await http::async_write(stream, msg, use_tuple);
         }
         break;
       }
+      if (outcome.close) break;
       auto& req = parser.get();
-      Response response = co_await routes.handle({req.method(), req.target(), req.body()});
+      Response response = co_await routes.handle(to_request(req));
       const bool keep_alive = req.keep_alive() && !stopping;
       auto msg = to_message(std::move(response), req.version(), keep_alive);
       stream.expires_after(limits.write_timeout);
-      auto [write_ec, written] = co_await http::async_write(stream, msg, use_tuple);
+      beast::error_code write_ec;
+      if (req.method() == http::verb::head) {
+        // The headers GET would send, Content-Length included, and no body.
+        http::response_serializer<http::string_body> head(msg);
+        std::tie(write_ec, std::ignore) =
+            co_await http::async_write_header(stream, head, use_tuple);
+      } else {
+        std::tie(write_ec, std::ignore) = co_await http::async_write(stream, msg, use_tuple);
+      }
       if (write_ec || !keep_alive) break;
     }
-    beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    --open;
+    co_await linger(stream);
+  }
+
+  // Closes gracefully: send FIN, then read and discard what the client still sends until it closes
+  // too (or a second passes). Closing with unread bytes would make the kernel answer with a reset,
+  // and the client could lose the response it was about to read.
+  static asio::awaitable<void> linger(beast::tcp_stream& stream) {
+    beast::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) co_return;
+    stream.expires_after(std::chrono::seconds(1));
+    std::array<char, 4096> sink{};
+    for (;;) {
+      auto [read_ec, n] = co_await stream.async_read_some(asio::buffer(sink), use_tuple);
+      if (read_ec) break;
+    }
   }
 };
 

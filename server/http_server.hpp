@@ -18,8 +18,10 @@ struct HttpLimits {
   std::size_t body_bytes = 64 * 1024;   // more is 413
   /// The whole of one request (headers and body) must arrive within this, and an idle keep-alive
   /// connection is closed after it: a slow or silent client cannot hold a connection for ever.
-  std::chrono::seconds read_timeout{10};
-  std::chrono::seconds write_timeout{10};
+  std::chrono::milliseconds read_timeout{10000};
+  std::chrono::milliseconds write_timeout{10000};
+  /// Connections beyond this are closed as soon as they are accepted.
+  std::size_t max_connections = 10000;
 };
 
 /// Accepts on `endpoint` and serves each connection with `routes`: keep-alive, pipelined requests

@@ -111,9 +111,10 @@ std::variant<RequestTarget, std::string> parse_target(std::string_view target) {
     if (!key || !value) return std::string("the query has a malformed percent-escape");
     auto checked_key = check(std::move(*key), "a query parameter name", error);
     if (!checked_key) return error;
-    auto checked_value = check(std::move(*value), "query parameter '" + *checked_key + "'", error);
-    if (!checked_value) return error;
-    out.query.emplace_back(std::move(*checked_key), std::move(*checked_value));
+    // Values may hold control characters: the route that uses one decides (a URL with them is a
+    // 422 from URL validation, which can say why).
+    if (!is_utf8(*value)) return "query parameter '" + *checked_key + "' is not valid UTF-8";
+    out.query.emplace_back(std::move(*checked_key), std::move(*value));
   }
   return out;
 }

@@ -22,8 +22,9 @@ struct RequestTarget {
 };
 
 /// Decodes an origin-form target ("/path?query"). Returns the reason as a string when the target
-/// cannot be served: not starting with '/', a bad percent-escape, a NUL or other control byte, or
-/// bytes that are not UTF-8 once decoded (PostgreSQL's text columns hold only UTF-8).
+/// cannot be served: not starting with '/', a bad percent-escape, bytes that are not UTF-8 once
+/// decoded (PostgreSQL's text columns hold only UTF-8), or a control character in the path or in
+/// a parameter name. Parameter values may hold control characters; their routes judge them.
 std::variant<RequestTarget, std::string> parse_target(std::string_view target);
 
 /// True when `s` is well-formed UTF-8 (no overlongs, no surrogates, at most U+10FFFF).

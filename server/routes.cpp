@@ -2,8 +2,13 @@
 
 #include <boost/json.hpp>
 
+#include <array>
+
 #include "link_repository.hpp"
+#include "openapi.hpp"
 #include "request_target.hpp"
+#include "shards.hpp"
+#include "validation.hpp"
 
 namespace shardurl {
 namespace asio = boost::asio;
@@ -12,9 +17,24 @@ using boost::beast::http::verb;
 
 namespace {
 
+constexpr std::size_t max_id_length = 64;
+
+constexpr std::array<RouteInfo, 6> routes = {{
+    {"/urls", "POST"},
+    {"/urls/{url_id}", "GET, HEAD, DELETE"},
+    {"/healthz", "GET, HEAD"},
+    {"/readyz", "GET, HEAD"},
+    {"/openapi.json", "GET, HEAD"},
+    {"/{url_id}", "GET, HEAD"},
+}};
+
 // FastAPI's answer to a missing required query parameter, kept byte for byte for old clients.
 constexpr std::string_view missing_full_url =
     R"({"detail":[{"loc":["query","full_url"],"msg":"field required","type":"value_error.missing"}]})";
+
+bool is_read(verb method) {
+  return method == verb::get || method == verb::head;
+}
 
 std::string link_json(const Link& link, const ring::Node& node) {
   std::string out = R"({"url_id":)";
@@ -33,6 +53,8 @@ Response store_failure(const StoreError& e) {
       return error_response(504, "shard " + e.shard + " timed out");
     case StoreError::Kind::shard_unavailable:
       return error_response(503, "shard " + e.shard + " unavailable");
+    case StoreError::Kind::shard_overloaded:
+      return error_response(503, "shard " + e.shard + " overloaded");
     case StoreError::Kind::internal: break;
   }
   return error_response(500, "internal error");
@@ -40,14 +62,71 @@ Response store_failure(const StoreError& e) {
 
 Response method_not_allowed(std::string_view allow) {
   Response r = error_response(405, "Method Not Allowed");
-  r.headers.emplace_back("Allow", allow);
+  r.headers.emplace_back("Allow", std::string(allow));
   return r;
+}
+
+std::string_view allow_for(std::string_view path) {
+  for (const auto& route : routes) {
+    if (route.path == path) return route.methods;
+  }
+  return "GET, HEAD";
+}
+
+// Ids longer than any stored id are refused before they reach a shard.
+std::optional<Response> implausible_id(const std::string& id) {
+  if (id.empty()) return error_response(404, "Not Found");
+  if (id.size() > max_id_length) {
+    return error_response(400, "ids are at most " + std::to_string(max_id_length) + " characters");
+  }
+  return std::nullopt;
+}
+
+bool is_json(std::string_view content_type) {
+  constexpr std::string_view json_type = "application/json";
+  if (content_type.size() < json_type.size()) return false;
+  for (std::size_t i = 0; i < json_type.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(content_type[i])) != json_type[i]) return false;
+  }
+  return content_type.size() == json_type.size() || content_type[json_type.size()] == ';' ||
+         content_type[json_type.size()] == ' ';
+}
+
+// The JSON body of POST /urls: {"url": "...", "alias": "..."}; the reason when it is not one.
+struct CreateBody {
+  std::string url;
+  std::optional<std::string> alias;
+};
+
+std::variant<CreateBody, std::string> parse_create_body(std::string_view body) {
+  boost::system::error_code ec;
+  const json::value doc = json::parse(body, ec);
+  if (ec) return std::string("the body is not valid JSON");
+  if (!doc.is_object()) return std::string("the body must be a JSON object");
+  CreateBody out;
+  for (const auto& [key, value] : doc.get_object()) {
+    if (key == "url") {
+      if (!value.is_string()) return std::string("url must be a string");
+      out.url = value.get_string();
+    } else if (key == "alias") {
+      if (value.is_null()) continue;
+      if (!value.is_string()) return std::string("alias must be a string");
+      out.alias = std::string(value.get_string());
+    } else {
+      return "unknown field '" + std::string(key) + "': expected url and alias";
+    }
+  }
+  if (!doc.get_object().contains("url")) return std::string("url is required");
+  return out;
 }
 
 }  // namespace
 
 Response error_response(unsigned status, std::string_view detail) {
-  return {status, R"({"detail":)" + json::serialize(json::string_view(detail)) + "}", {}};
+  return {status,
+          R"({"detail":)" + json::serialize(json::string_view(detail)) + "}",
+          "application/json",
+          {}};
 }
 
 std::string server_json(const ring::Node& node) {
@@ -57,33 +136,119 @@ std::string server_json(const ring::Node& node) {
          std::to_string(node.weight) + "}";
 }
 
+Routes::Routes(LinkRepository& links, const Shards& shards, RouteSettings settings, ApiKeys keys)
+    : links_(links), shards_(shards), settings_(settings), keys_(std::move(keys)) {}
+
+std::span<const RouteInfo> Routes::table() noexcept {
+  return routes;
+}
+
 asio::awaitable<Response> Routes::handle(const Request& request) {
   auto parsed = parse_target(request.target);
   if (auto* why = std::get_if<std::string>(&parsed)) co_return error_response(400, *why);
-  const auto& target = std::get<RequestTarget>(parsed);
-  const auto& path = target.segments;
+  auto& target = std::get<RequestTarget>(parsed);
+  auto& path = target.segments;
+  const verb method = request.method;
 
   if (path.size() == 1 && path[0] == "urls") {
-    if (request.method != verb::post) co_return method_not_allowed("POST");
-    co_return co_await create(target.param("full_url"));
+    if (method != verb::post) co_return method_not_allowed(allow_for("/urls"));
+    if (const auto* full_url = target.param("full_url")) {
+      co_return co_await create_from_query(*full_url);
+    }
+    if (is_json(request.content_type)) co_return co_await create_from_json(request.body);
+    co_return Response{422, std::string(missing_full_url), "application/json", {}};
   }
   if (path.size() == 2 && path[0] == "urls") {
-    if (request.method != verb::get) co_return method_not_allowed("GET");
-    co_return co_await get(path[1]);
+    if (auto refused = implausible_id(path[1])) co_return std::move(*refused);
+    if (is_read(method)) co_return co_await get(std::move(path[1]));
+    if (method == verb::delete_) co_return co_await remove(std::move(path[1]), request.api_key);
+    co_return method_not_allowed(allow_for("/urls/{url_id}"));
   }
   if (path.size() == 1 && path[0] == "healthz") {
-    if (request.method != verb::get) co_return method_not_allowed("GET");
-    co_return Response{200, R"({"status":"ok"})", {}};
+    if (!is_read(method)) co_return method_not_allowed(allow_for("/healthz"));
+    co_return Response{200, R"({"status":"ok"})", "application/json", {}};
+  }
+  if (path.size() == 1 && path[0] == "readyz") {
+    if (!is_read(method)) co_return method_not_allowed(allow_for("/readyz"));
+    co_return ready();
+  }
+  if (path.size() == 1 && path[0] == "openapi.json") {
+    if (!is_read(method)) co_return method_not_allowed(allow_for("/openapi.json"));
+    co_return Response{200, std::string(openapi_json()), "application/json", {}};
+  }
+  if (path.size() == 1 && !is_reserved(path[0])) {
+    if (auto refused = implausible_id(path[0])) co_return std::move(*refused);
+    if (!is_read(method)) co_return method_not_allowed(allow_for("/{url_id}"));
+    co_return co_await redirect(std::move(path[0]));
   }
   co_return error_response(404, "Not Found");
 }
 
-asio::awaitable<Response> Routes::create(const std::string* full_url) {
-  if (full_url == nullptr) co_return Response{422, std::string(missing_full_url), {}};
-  auto created = co_await links_.create(*full_url);
+// Readiness: every shard's state; 200 only when none is down.
+Response Routes::ready() const {
+  json::object states;
+  std::string down;
+  const auto now = ShardHealth::Clock::now();
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    const auto& health = shards_.health(i);
+    json::object entry{{"state", to_string(health.state())}};
+    if (health.state() == ShardState::down) {
+      entry["error"] = health.last_error();
+      entry["down_for_ms"] =
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - health.since()).count();
+      down += (down.empty() ? "" : ", ") + shards_.name(i);
+    }
+    states[shards_.name(i)] = std::move(entry);
+  }
+  json::object body;
+  if (down.empty()) {
+    body["status"] = "ready";
+  } else {
+    body["detail"] = "shards not ready: " + down;
+  }
+  body["shards"] = std::move(states);
+  return Response{down.empty() ? 200u : 503u, json::serialize(body), "application/json", {}};
+}
+
+asio::awaitable<Response> Routes::create_from_query(const std::string& url) {
+  if (auto problem = url_problem(url, settings_.max_url_length)) {
+    co_return error_response(422, *problem);
+  }
+  auto created = co_await links_.create(url);
   if (!created) co_return store_failure(created.error());
   const auto& link = created->link;
-  co_return Response{200, link_json(link, links_.ring().node_of(link.id)), {}};
+  // The tutorial's form answers 200 whether or not the link is new.
+  co_return Response{200, link_json(link, links_.ring().node_of(link.id)), "application/json", {}};
+}
+
+asio::awaitable<Response> Routes::create_from_json(std::string_view body) {
+  auto parsed = parse_create_body(body);
+  if (auto* why = std::get_if<std::string>(&parsed)) co_return error_response(422, *why);
+  auto& request = std::get<CreateBody>(parsed);
+  if (auto problem = url_problem(request.url, settings_.max_url_length)) {
+    co_return error_response(422, *problem);
+  }
+  if (!request.alias) {
+    auto created = co_await links_.create(std::move(request.url));
+    if (!created) co_return store_failure(created.error());
+    const auto& link = created->link;
+    co_return Response{created->created ? 201u : 200u,
+                       link_json(link, links_.ring().node_of(link.id)),
+                       "application/json",
+                       {}};
+  }
+  if (auto problem = alias_problem(*request.alias)) co_return error_response(422, *problem);
+  auto claimed = co_await links_.claim(request.url, *request.alias);
+  if (!claimed) co_return store_failure(claimed.error());
+  if (*claimed == Claim::taken) {
+    co_return error_response(409,
+                             "alias " + *request.alias + " is already used for a different URL");
+  }
+  const Link link{std::move(*request.alias), std::move(request.url)};
+  co_return Response{*claimed == Claim::created ? 201u : 200u,
+                     link_json(link, links_.ring().node_of(link.id)),
+                     "application/json",
+                     {}};
 }
 
 asio::awaitable<Response> Routes::get(std::string id) {
@@ -91,7 +256,29 @@ asio::awaitable<Response> Routes::get(std::string id) {
   if (!found) co_return store_failure(found.error());
   if (!*found) co_return error_response(404, "Url with id: " + id + " was not found");
   const Link& link = **found;
-  co_return Response{200, link_json(link, links_.ring().node_of(link.id)), {}};
+  co_return Response{200, link_json(link, links_.ring().node_of(link.id)), "application/json", {}};
+}
+
+asio::awaitable<Response> Routes::redirect(std::string id) {
+  auto found = co_await links_.find(id);
+  if (!found) co_return store_failure(found.error());
+  if (!*found) co_return error_response(404, "Url with id: " + id + " was not found");
+  Response r{settings_.redirect_status, "", "", {}};
+  r.headers.emplace_back("Location", location_value((*found)->url));
+  // Permanent redirects are cached by browsers for ever unless told otherwise: keep that private
+  // and short, so a deleted link stops redirecting soon. Temporary ones are not cached at all.
+  if (r.status == 301 || r.status == 308)
+    r.headers.emplace_back("Cache-Control", "private, max-age=90");
+  co_return r;
+}
+
+asio::awaitable<Response> Routes::remove(std::string id, std::optional<std::string_view> key) {
+  if (!key) co_return error_response(401, "an X-Api-Key header is required to delete links");
+  if (!keys_.accepts(*key)) co_return error_response(403, "the API key is not valid");
+  auto removed = co_await links_.remove(id);
+  if (!removed) co_return store_failure(removed.error());
+  if (!*removed) co_return error_response(404, "Url with id: " + id + " was not found");
+  co_return Response{204, "", "", {}};
 }
 
 }  // namespace shardurl

@@ -5,27 +5,34 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/http/verb.hpp>
 
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "api_keys.hpp"
 #include "ring/ring.hpp"
 
 namespace shardurl {
 
 class LinkRepository;
+class Shards;
 
 struct Request {
   boost::beast::http::verb method = boost::beast::http::verb::get;
   std::string_view target;
   std::string_view body;
+  std::string_view content_type;
+  std::optional<std::string_view> api_key;  // X-Api-Key
 };
 
 struct Response {
   unsigned status = 200;
-  std::string body;  // JSON unless a header says otherwise
-  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string_view content_type = "application/json";  // empty: no Content-Type (empty body)
+  std::vector<std::pair<std::string_view, std::string>> headers;
 };
 
 /// {"detail": detail}, the shape of every error body.
@@ -35,18 +42,40 @@ Response error_response(unsigned status, std::string_view detail);
 /// {"hostname":NAME,"instance":null,"nodename":NAME,"port":null,"vnodes":V,"weight":W}
 std::string server_json(const ring::Node& node);
 
+struct RouteSettings {
+  unsigned redirect_status = 302;
+  std::size_t max_url_length = 2048;
+};
+
+/// One route the server answers, in OpenAPI's path syntax.
+struct RouteInfo {
+  std::string_view path;     // e.g. "/urls/{url_id}"
+  std::string_view methods;  // e.g. "GET, HEAD, DELETE": also the 405's Allow header
+};
+
 class Routes {
  public:
-  explicit Routes(LinkRepository& links) : links_(links) {}
+  Routes(LinkRepository& links, const Shards& shards, RouteSettings settings, ApiKeys keys);
 
-  /// Never throws for anything a client can send: every failure is a response.
+  /// Never throws for anything a client can send: every failure is a response. HEAD is answered
+  /// as GET; the server drops the body.
   boost::asio::awaitable<Response> handle(const Request& request);
 
+  /// Every route handle() answers. test/unit checks it against openapi.json both ways.
+  static std::span<const RouteInfo> table() noexcept;
+
  private:
-  boost::asio::awaitable<Response> create(const std::string* full_url);
+  boost::asio::awaitable<Response> create_from_query(const std::string& url);
+  boost::asio::awaitable<Response> create_from_json(std::string_view body);
   boost::asio::awaitable<Response> get(std::string id);
+  boost::asio::awaitable<Response> redirect(std::string id);
+  boost::asio::awaitable<Response> remove(std::string id, std::optional<std::string_view> key);
+  Response ready() const;
 
   LinkRepository& links_;
+  const Shards& shards_;
+  RouteSettings settings_;
+  ApiKeys keys_;
 };
 
 }  // namespace shardurl

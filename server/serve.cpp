@@ -7,7 +7,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 
 #include "http_server.hpp"
@@ -18,19 +22,36 @@ namespace shardurl {
 namespace asio = boost::asio;
 namespace {
 
-constexpr auto drain_deadline = std::chrono::seconds(10);
+// Every connection is a descriptor: lift the soft limit to the hard one, and return how many
+// connections fit, leaving room for the shards' sockets and the process's own files.
+std::size_t raise_open_file_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1000;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  constexpr rlim_t reserve = 256;
+  return limit.rlim_cur > 2 * reserve ? static_cast<std::size_t>(limit.rlim_cur - reserve)
+                                      : static_cast<std::size_t>(limit.rlim_cur / 2);
+}
 
-// Waits for in-flight requests to finish (bounded), then stops the loop.
-asio::awaitable<void> drain_and_stop(HttpServer& server, LinkRepository& links,
-                                     asio::io_context& io) {
+// Stops accepting, lets requests in flight finish (bounded by `deadline`), then stops the loop.
+asio::awaitable<void> drain_and_stop(HttpServer& server, Shards& shards, asio::io_context& io,
+                                     std::chrono::milliseconds deadline) {
   server.stop();
   asio::steady_timer tick(io);
-  const auto give_up = std::chrono::steady_clock::now() + drain_deadline;
+  const auto give_up = std::chrono::steady_clock::now() + deadline;
   while (server.connections() > 0 && std::chrono::steady_clock::now() < give_up) {
-    tick.expires_after(std::chrono::milliseconds(20));
+    tick.expires_after(std::chrono::milliseconds(10));
     co_await tick.async_wait(asio::use_awaitable);
   }
-  links.close();
+  if (server.connections() > 0) {
+    std::clog << "shardurl: " << server.connections()
+              << " connections still open at the shutdown deadline; closing them\n";
+  }
+  shards.close();
   io.stop();
 }
 
@@ -45,28 +66,43 @@ int serve(const Config& config) {
   }
   asio::io_context io(1);
   const ring::Ring ring = make_ring(config);
-  LinkRepository links(io.get_executor(), config, ring);
-  Routes routes(links);
+  Shards shards(io.get_executor(), config, ring);
+  LinkRepository links(ring, shards);
+  std::vector<std::string> keys = config.api_keys;
+  if (const char* env = std::getenv("SHARDURL_API_KEYS")) {
+    for (auto& key : ApiKeys::parse_list(env)) keys.push_back(std::move(key));
+  }
+  if (keys.empty()) std::clog << "shardurl: no API keys configured: DELETE answers 403\n";
+  Routes routes(links, shards, RouteSettings{config.redirect_status, config.max_url_length},
+                ApiKeys(keys));
+  HttpLimits limits;
+  limits.header_bytes = config.http.header_limit_bytes;
+  limits.body_bytes = config.http.body_limit_bytes;
+  limits.read_timeout = std::chrono::milliseconds(config.http.read_timeout_ms);
+  limits.max_connections = std::min(config.http.max_connections, raise_open_file_limit());
 
   const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(config.listen_host),
                                          config.listen_port);
   std::optional<HttpServer> server;
   try {
-    server.emplace(io, endpoint, routes);
+    server.emplace(io, endpoint, routes, limits);
   } catch (const boost::system::system_error& e) {
     std::cerr << "shardurl: cannot listen on " << config.listen_host << ":" << config.listen_port
               << ": " << e.code().message() << "\n";
     return 1;
   }
   server->start();
-  asio::co_spawn(io, links.report_shards(), asio::detached);
+  shards.start();
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) return;
     std::clog << "shardurl: " << (signal == SIGINT ? "SIGINT" : "SIGTERM")
               << ": finishing requests in flight, then exiting\n";
-    asio::co_spawn(io, drain_and_stop(*server, links, io), asio::detached);
+    asio::co_spawn(
+        io,
+        drain_and_stop(*server, shards, io, std::chrono::milliseconds(config.timeouts.shutdown_ms)),
+        asio::detached);
   });
 
   std::clog << "shardurl: serving http://" << endpoint << " on " << config.shards.size()

@@ -128,10 +128,10 @@ struct Connection::Impl {
       winner = r.index() == 2 ? 1 : 0;
       ec = std::visit(first_ec, r);
     } else {
-      auto r = co_await (socket.async_wait(
-                             readable ? descriptor_base::wait_read : descriptor_base::wait_write,
-                             use_tuple) ||
-                         timer.async_wait(use_tuple));
+      auto r = co_await (
+          socket.async_wait(readable ? descriptor_base::wait_read : descriptor_base::wait_write,
+                            use_tuple) ||
+          timer.async_wait(use_tuple));
       winner = r.index();
       ec = std::visit(first_ec, r);
     }
@@ -170,8 +170,8 @@ struct Connection::Impl {
         co_return make_error(Errc::connection_failed,
                              message.empty() ? "libpq has no socket" : std::move(message));
       }
-      const Ready ready = co_await wait(status == PGRES_POLLING_READING,
-                                        status != PGRES_POLLING_READING, deadline);
+      const Ready ready =
+          co_await wait(status == PGRES_POLLING_READING, status != PGRES_POLLING_READING, deadline);
       if (ready == Ready::failed) {
         close();
         co_return make_error(Errc::connection_failed, "waiting on the socket failed");
@@ -281,8 +281,9 @@ namespace {
 // Resolves one DNS name off the I/O thread (Asio's resolver thread) within the deadline. A
 // lookup already running in the resolver thread cannot be interrupted: the deadline is then late
 // by its remainder.
-asio::awaitable<std::variant<std::vector<std::string>, Ready>> resolve(
-    Connection::executor_type ex, const std::string& host, Deadline deadline) {
+asio::awaitable<std::variant<std::vector<std::string>, Ready>> resolve(Connection::executor_type ex,
+                                                                       const std::string& host,
+                                                                       Deadline deadline) {
   using namespace asio::experimental::awaitable_operators;
   asio::ip::tcp::resolver resolver(ex);
   asio::steady_timer timer(ex, deadline);
@@ -305,8 +306,9 @@ asio::awaitable<std::variant<std::vector<std::string>, Ready>> resolve(
 }  // namespace
 
 asio::awaitable<Result<Connection>> Connection::connect(executor_type ex, std::string conninfo,
-                                                        Deadline deadline) {
-  auto plan = detail::plan_connect(conninfo);
+                                                        Deadline deadline,
+                                                        std::string session_options) {
+  auto plan = detail::plan_connect(conninfo, session_options);
   if (!plan) co_return plan.error();
   try {
     std::string unresolved;
@@ -398,7 +400,9 @@ asio::awaitable<Result<QueryResult>> Connection::execute_prepared(std::string_vi
   co_return co_await impl->complete(sent, deadline);
 }
 
-bool Connection::is_broken() const noexcept { return !impl_ || impl_->broken; }
+bool Connection::is_broken() const noexcept {
+  return !impl_ || impl_->broken;
+}
 
 void Connection::mark_broken() noexcept {
   if (impl_) impl_->broken = true;
@@ -432,6 +436,8 @@ Connection::executor_type Connection::get_executor() const noexcept {
   return impl_->socket.get_executor();
 }
 
-pg_conn* Connection::native_handle() const noexcept { return impl_ ? impl_->conn : nullptr; }
+pg_conn* Connection::native_handle() const noexcept {
+  return impl_ ? impl_->conn : nullptr;
+}
 
 }  // namespace shardurl::pgasync

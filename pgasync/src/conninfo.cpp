@@ -1,5 +1,7 @@
 #include "conninfo.hpp"
 
+#include <algorithm>
+
 #include <libpq-fe.h>
 
 #include <arpa/inet.h>
@@ -39,7 +41,7 @@ std::string env_or_empty(const char* name) {
 
 }  // namespace
 
-Result<ConnectPlan> plan_connect(const std::string& conninfo) {
+Result<ConnectPlan> plan_connect(const std::string& conninfo, const std::string& extra_options) {
   char* errmsg = nullptr;
   std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> parsed(
       PQconninfoParse(conninfo.c_str(), &errmsg), &PQconninfoFree);
@@ -65,6 +67,17 @@ Result<ConnectPlan> plan_connect(const std::string& conninfo) {
       port = opt->val;
     } else {
       plan.options.emplace_back(opt->keyword, opt->val);
+    }
+  }
+
+  if (!extra_options.empty()) {
+    auto it = std::find_if(plan.options.begin(), plan.options.end(),
+                           [](const auto& kv) { return kv.first == "options"; });
+    if (it == plan.options.end()) {
+      plan.options.emplace_back("options", extra_options);
+    } else {
+      it->second += ' ';
+      it->second += extra_options;
     }
   }
 

@@ -25,8 +25,10 @@ struct ConnectPlan {
 };
 
 /// Parses `conninfo` (key=value or URI). PGHOST/PGHOSTADDR/PGPORT stand in for missing keys, as
-/// libpq would use them. Fails with connection_failed and libpq's parse message.
-Result<ConnectPlan> plan_connect(const std::string& conninfo);
+/// libpq would use them. `extra_options` is appended to libpq's `options` (command-line style
+/// server settings). Fails with connection_failed and libpq's parse message.
+Result<ConnectPlan> plan_connect(const std::string& conninfo,
+                                 const std::string& extra_options = {});
 
 /// The keyword/value lists for PQconnectStartParams: one libpq host entry per address, in order.
 /// Hosts left with no address (failed resolution) are skipped. Fails with connection_failed when

@@ -19,7 +19,8 @@ class Category final : public std::error_category {
       case Errc::server_error: return "the database server reported an error";
       case Errc::timeout: return "the database operation timed out";
       case Errc::cancelled: return "the database operation was cancelled";
-      case Errc::pool_exhausted: return "no database connection available and the wait queue is full";
+      case Errc::pool_exhausted:
+        return "no database connection available and the wait queue is full";
       case Errc::pool_closed: return "the connection pool is closed";
       case Errc::busy: return "another operation is in progress on this connection";
       case Errc::invalid_argument: return "invalid argument for a database operation";
@@ -45,7 +46,9 @@ std::string Error::describe() const {
   return out;
 }
 
-std::ostream& operator<<(std::ostream& os, const Error& err) { return os << err.describe(); }
+std::ostream& operator<<(std::ostream& os, const Error& err) {
+  return os << err.describe();
+}
 
 bool is_fatal(const Error& err) noexcept {
   if (err.code.category() != pgasync_category()) return true;  // not ours: assume the worst

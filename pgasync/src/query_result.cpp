@@ -9,13 +9,19 @@
 
 namespace shardurl::pgasync {
 
-void QueryResult::Clear::operator()(pg_result* res) const noexcept { PQclear(res); }
+void QueryResult::Clear::operator()(pg_result* res) const noexcept {
+  PQclear(res);
+}
 
 QueryResult::QueryResult(pg_result* res) noexcept : res_(res) {}
 
-int QueryResult::rows() const noexcept { return PQntuples(res_.get()); }
+int QueryResult::rows() const noexcept {
+  return PQntuples(res_.get());
+}
 
-int QueryResult::columns() const noexcept { return PQnfields(res_.get()); }
+int QueryResult::columns() const noexcept {
+  return PQnfields(res_.get());
+}
 
 bool QueryResult::is_null(int row, int column) const noexcept {
   assert(row >= 0 && row < rows() && column >= 0 && column < columns());
@@ -45,6 +51,8 @@ std::uint64_t QueryResult::affected_rows() const noexcept {
   return n;
 }
 
-std::string_view QueryResult::command_tag() const noexcept { return PQcmdStatus(res_.get()); }
+std::string_view QueryResult::command_tag() const noexcept {
+  return PQcmdStatus(res_.get());
+}
 
 }  // namespace shardurl::pgasync

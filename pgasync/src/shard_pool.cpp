@@ -81,7 +81,8 @@ struct PoolState : std::enable_shared_from_this<PoolState> {
   // Opens a session for a slot already counted in `open`.
   asio::awaitable<Result<Lease>> connect_new(Deadline deadline) {
     const Deadline connect_deadline = std::min(deadline, Clock::now() + config.connect_timeout);
-    auto conn = co_await Connection::connect(ex, conninfo, connect_deadline);
+    auto conn =
+        co_await Connection::connect(ex, conninfo, connect_deadline, config.session_options);
     if (!conn) {
       free_slot();
       Error err = conn.error();
@@ -156,7 +157,9 @@ void Lease::release() noexcept {
 ShardPool::ShardPool(asio::any_io_executor ex, std::string conninfo, PoolConfig config)
     : state_(std::make_shared<detail::PoolState>(std::move(ex), std::move(conninfo), config)) {}
 
-ShardPool::~ShardPool() { close(); }
+ShardPool::~ShardPool() {
+  close();
+}
 
 asio::awaitable<Result<Lease>> ShardPool::acquire(Deadline deadline) {
   const std::shared_ptr<detail::PoolState> pool = state_;  // leases and waiters may outlive us
@@ -198,11 +201,21 @@ asio::awaitable<Result<Lease>> ShardPool::acquire(Deadline deadline) {
   co_return Error{ec ? Errc::cancelled : Errc::timeout, {}};
 }
 
-void ShardPool::close() noexcept { state_->close(); }
+void ShardPool::close() noexcept {
+  state_->close();
+}
 
-std::size_t ShardPool::size() const noexcept { return state_->open; }
-std::size_t ShardPool::idle() const noexcept { return state_->idle.size(); }
-std::size_t ShardPool::waiting() const noexcept { return state_->waiters.size(); }
-const PoolConfig& ShardPool::config() const noexcept { return state_->config; }
+std::size_t ShardPool::size() const noexcept {
+  return state_->open;
+}
+std::size_t ShardPool::idle() const noexcept {
+  return state_->idle.size();
+}
+std::size_t ShardPool::waiting() const noexcept {
+  return state_->waiters.size();
+}
+const PoolConfig& ShardPool::config() const noexcept {
+  return state_->config;
+}
 
 }  // namespace shardurl::pgasync

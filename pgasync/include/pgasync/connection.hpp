@@ -1,8 +1,8 @@
 // One PostgreSQL session driven by libpq in non-blocking mode, with every wait done by Asio.
 #pragma once
 
-#include <chrono>
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -71,8 +71,11 @@ class Connection {
   /// Unix-socket hosts and an explicit hostaddr are used as given. Hosts from a service file are
   /// not resolved here; do not use `service=` with host names.
   /// Fails with connection_failed (with libpq's message), timeout or cancelled.
+  /// `session_options` is added to libpq's `options` (after any the conninfo sets): server
+  /// settings for every session, such as "-c synchronous_commit=on".
   static boost::asio::awaitable<Result<Connection>> connect(executor_type ex, std::string conninfo,
-                                                            Deadline deadline);
+                                                            Deadline deadline,
+                                                            std::string session_options = {});
 
   Connection(Connection&&) noexcept;
   Connection& operator=(Connection&&) noexcept;
@@ -113,8 +116,8 @@ class Connection {
   /// user.
   [[nodiscard]] bool in_transaction() const noexcept;
 
-  /// Closes the session now (a Terminate message if the socket takes it, then PQfinish). Idempotent.
-  /// Must not be called while an operation is outstanding.
+  /// Closes the session now (a Terminate message if the socket takes it, then PQfinish).
+  /// Idempotent. Must not be called while an operation is outstanding.
   void close() noexcept;
 
   [[nodiscard]] executor_type get_executor() const noexcept;

@@ -27,6 +27,10 @@ struct PoolConfig {
 
   /// Longest a new session may take to connect, in addition to (never beyond) acquire's deadline.
   std::chrono::milliseconds connect_timeout{1000};
+
+  /// Added to libpq's `options` for every session (see Connection::connect), e.g.
+  /// "-c synchronous_commit=on".
+  std::string session_options;
 };
 
 class ShardPool;
