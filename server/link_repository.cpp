@@ -4,6 +4,7 @@
 
 #include "pgasync/shard_pool.hpp"
 #include "short_id.hpp"
+#include "validation.hpp"
 
 namespace shardurl {
 namespace asio = boost::asio;
@@ -64,6 +65,7 @@ asio::awaitable<StoreResult<CreatedLink>> LinkRepository::create(std::string url
   const std::string digest = id_digest(url);
   for (std::size_t length = default_id_length; length <= digest.size(); ++length) {
     std::string id = digest.substr(0, length);
+    if (is_reserved(id)) continue;  // e.g. "healthz": the route would shadow the link
     auto claimed = co_await insert(url, id);
     if (!claimed) co_return claimed.error();
     if (*claimed != Claim::taken) {

@@ -22,7 +22,7 @@ constexpr std::size_t max_id_length = 64;
 constexpr std::array<std::string_view, 6> reserved{"urls",    "healthz",      "readyz",
                                                    "metrics", "openapi.json", "docs"};
 
-constexpr char hex_digits[] = "0123456789ABCDEF";
+constexpr std::string_view hex_digits = "0123456789ABCDEF";
 
 void append_escape(std::string& out, unsigned char byte) {
   out += '%';
@@ -54,8 +54,8 @@ bool has_space_or_control(std::string_view s) noexcept {
       continue;
     }
     const int extra = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : 1;
-    std::uint32_t cp = c & (0x3fu >> extra);
-    for (int i = 1; i <= extra; ++i) cp = cp << 6 | (p[i] & 0x3fu);
+    std::uint32_t cp = c & (0x3FU >> extra);
+    for (int i = 1; i <= extra; ++i) cp = cp << 6 | (p[i] & 0x3FU);
     if (is_invisible(cp)) return true;
     p += extra + 1;
   }

@@ -30,7 +30,7 @@ struct PoolConfig {
 
   /// Added to libpq's `options` for every session (see Connection::connect), e.g.
   /// "-c synchronous_commit=on".
-  std::string session_options;
+  std::string session_options{};
 };
 
 class ShardPool;
