@@ -220,9 +220,9 @@ Config parse_config(std::string_view json_text) {
   }
   const json::value doc = parser.release();
   const auto& root = as_object(doc, "");
-  reject_unknown(
-      root, "",
-      {"listen", "ring", "shards", "redirect_status", "max_url_length", "api_keys", "http"});
+  reject_unknown(root, "",
+                 {"listen", "ring", "shards", "redirect_status", "max_url_length", "api_keys",
+                  "http", "timeouts", "pool", "health", "cache"});
 
   Config config;
   if (const auto* listen = root.if_contains("listen")) parse_listen(*listen, config);
@@ -246,6 +246,12 @@ Config parse_config(std::string_view json_text) {
   if (const auto* t = root.if_contains("timeouts")) parse_timeouts(*t, config.timeouts);
   if (const auto* p = root.if_contains("pool")) parse_pool(*p, config.pool);
   if (const auto* h = root.if_contains("health")) parse_health(*h, config.health);
+  if (const auto* c = root.if_contains("cache")) {
+    const auto& obj = as_object(*c, "cache");
+    reject_unknown(obj, "cache", {"entries", "ttl_s"});
+    optional_int(obj, "cache", "entries", config.cache.entries, 0, 100'000'000);
+    optional_int(obj, "cache", "ttl_s", config.cache.ttl_s, 1, 86'400);
+  }
   try {
     (void)make_ring(config);  // the ring's own limits, such as its total number of points
   } catch (const std::invalid_argument& e) {

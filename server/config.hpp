@@ -57,6 +57,12 @@ struct HealthConfig {
   std::uint32_t interval_down_ms = 200;  // probe period of a down shard (bounds recovery time)
 };
 
+/// The in-process id -> URL cache for reads and redirects (per worker thread).
+struct CacheConfig {
+  std::size_t entries = 100000;  // 0 turns the cache off
+  std::uint32_t ttl_s = 60;  // bounds how long a delete made through another instance can go unseen
+};
+
 struct Config {
   std::string listen_host = "127.0.0.1";
   std::uint16_t listen_port = 5001;
@@ -70,6 +76,7 @@ struct Config {
   TimeoutConfig timeouts;
   PoolSettings pool;
   HealthConfig health;
+  CacheConfig cache;
 };
 
 /// A configuration the service cannot use. `field` is a path such as `shards[1].weight`.

@@ -25,16 +25,30 @@ SELECT url, false FROM url_table WHERE url_id = $2 AND NOT EXISTS (SELECT 1 FROM
 constexpr std::string_view select_sql = "SELECT url FROM url_table WHERE url_id = $1";
 constexpr std::string_view delete_sql = "DELETE FROM url_table WHERE url_id = $1";
 
+// Every pooled session prepares these when it opens, so each request skips parsing and planning.
+constexpr std::string_view insert_statement = "shardurl_insert";
+constexpr std::string_view select_statement = "shardurl_select";
+constexpr std::string_view delete_statement = "shardurl_delete";
+
 constexpr int snapshot_retries = 3;
 
 }  // namespace
+
+std::string LinkRepository::session_script() {
+  // SQL PREPARE names the statements that execute_prepared runs, all in one round trip.
+  return "PREPARE " + std::string(insert_statement) + " (text, text) AS " +
+         std::string(insert_sql) + ";\nPREPARE " + std::string(select_statement) + " (text) AS " +
+         std::string(select_sql) + ";\nPREPARE " + std::string(delete_statement) + " (text) AS " +
+         std::string(delete_sql);
+}
 
 asio::awaitable<StoreResult<std::optional<Link>>> LinkRepository::find(std::string id) {
   const std::size_t owner = ring_.owner_of(id);
   auto lease = co_await shards_.acquire(owner);
   if (!lease) co_return lease.error();
   const std::array<pgasync::Param, 1> params{id};
-  auto rows = co_await (*lease)->query(select_sql, params, shards_.query_deadline());
+  auto rows =
+      co_await (*lease)->execute_prepared(select_statement, params, shards_.query_deadline());
   if (!rows) co_return shards_.failed(owner, rows.error());
   if (rows->rows() == 0) co_return std::optional<Link>{};
   co_return std::optional<Link>{Link{std::move(id), std::string(rows->get(0, 0))}};
@@ -47,10 +61,11 @@ asio::awaitable<StoreResult<Claim>> LinkRepository::insert(const std::string& ur
   if (!lease) co_return lease.error();
   const std::array<pgasync::Param, 2> params{url, id};
   int attempt = 0;
-  auto rows = co_await (*lease)->query(insert_sql, params, shards_.query_deadline());
+  auto rows =
+      co_await (*lease)->execute_prepared(insert_statement, params, shards_.query_deadline());
   // No row: the id's owner committed after our snapshot. Looking again will see it.
   while (rows && rows->rows() == 0 && ++attempt < snapshot_retries) {
-    rows = co_await (*lease)->query(insert_sql, params, shards_.query_deadline());
+    rows = co_await (*lease)->execute_prepared(insert_statement, params, shards_.query_deadline());
   }
   if (!rows) co_return shards_.failed(owner, rows.error());
   if (rows->rows() == 0) {
@@ -85,7 +100,8 @@ asio::awaitable<StoreResult<bool>> LinkRepository::remove(std::string id) {
   auto lease = co_await shards_.acquire(owner);
   if (!lease) co_return lease.error();
   const std::array<pgasync::Param, 1> params{id};
-  auto done = co_await (*lease)->query(delete_sql, params, shards_.query_deadline());
+  auto done =
+      co_await (*lease)->execute_prepared(delete_statement, params, shards_.query_deadline());
   if (!done) co_return shards_.failed(owner, done.error());
   co_return done->affected_rows() > 0;
 }

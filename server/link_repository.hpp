@@ -31,6 +31,10 @@ enum class Claim {
 
 class LinkRepository {
  public:
+  /// What every pooled session runs when it opens (see Shards): prepares the statements this
+  /// repository executes, so requests skip parsing and planning.
+  static std::string session_script();
+
   /// `ring` and `shards` must outlive the repository; shards are in ring order.
   LinkRepository(const ring::Ring& ring, Shards& shards) : ring_(ring), shards_(shards) {}
 

@@ -4,6 +4,7 @@
 
 #include <array>
 
+#include "link_cache.hpp"
 #include "link_repository.hpp"
 #include "openapi.hpp"
 #include "request_target.hpp"
@@ -136,8 +137,9 @@ std::string server_json(const ring::Node& node) {
          std::to_string(node.weight) + "}";
 }
 
-Routes::Routes(LinkRepository& links, const Shards& shards, RouteSettings settings, ApiKeys keys)
-    : links_(links), shards_(shards), settings_(settings), keys_(std::move(keys)) {}
+Routes::Routes(LinkRepository& links, LinkCache& cache, const Shards& shards,
+               RouteSettings settings, ApiKeys keys)
+    : links_(links), cache_(cache), shards_(shards), settings_(settings), keys_(std::move(keys)) {}
 
 std::span<const RouteInfo> Routes::table() noexcept {
   return routes;
@@ -251,20 +253,32 @@ asio::awaitable<Response> Routes::create_from_json(std::string_view body) {
                      {}};
 }
 
-asio::awaitable<Response> Routes::get(std::string id) {
+asio::awaitable<StoreResult<std::optional<std::string>>> Routes::lookup(const std::string& id) {
+  if (auto hit = cache_.find(id, LinkCache::Clock::now())) {
+    co_return std::optional<std::string>(std::in_place, *hit);
+  }
+  const auto generation = cache_.generation();
   auto found = co_await links_.find(id);
-  if (!found) co_return store_failure(found.error());
-  if (!*found) co_return error_response(404, "Url with id: " + id + " was not found");
-  const Link& link = **found;
+  if (!found) co_return found.error();
+  if (!*found) co_return std::optional<std::string>{};
+  cache_.put(id, (*found)->url, generation, LinkCache::Clock::now());
+  co_return std::optional<std::string>(std::move((*found)->url));
+}
+
+asio::awaitable<Response> Routes::get(std::string id) {
+  auto url = co_await lookup(id);
+  if (!url) co_return store_failure(url.error());
+  if (!*url) co_return error_response(404, "Url with id: " + id + " was not found");
+  const Link link{std::move(id), std::move(**url)};
   co_return Response{200, link_json(link, links_.ring().node_of(link.id)), "application/json", {}};
 }
 
 asio::awaitable<Response> Routes::redirect(std::string id) {
-  auto found = co_await links_.find(id);
-  if (!found) co_return store_failure(found.error());
-  if (!*found) co_return error_response(404, "Url with id: " + id + " was not found");
+  auto url = co_await lookup(id);
+  if (!url) co_return store_failure(url.error());
+  if (!*url) co_return error_response(404, "Url with id: " + id + " was not found");
   Response r{settings_.redirect_status, "", "", {}};
-  r.headers.emplace_back("Location", location_value((*found)->url));
+  r.headers.emplace_back("Location", location_value(**url));
   // Permanent redirects are cached by browsers for ever unless told otherwise: keep that private
   // and short, so a deleted link stops redirecting soon. Temporary ones are not cached at all.
   if (r.status == 301 || r.status == 308)
@@ -275,7 +289,9 @@ asio::awaitable<Response> Routes::redirect(std::string id) {
 asio::awaitable<Response> Routes::remove(std::string id, std::optional<std::string_view> key) {
   if (!key) co_return error_response(401, "an X-Api-Key header is required to delete links");
   if (!keys_.accepts(*key)) co_return error_response(403, "the API key is not valid");
+  cache_.evict(id);  // before and after: a lookup racing the delete must not re-cache it
   auto removed = co_await links_.remove(id);
+  cache_.evict(id);
   if (!removed) co_return store_failure(removed.error());
   if (!*removed) co_return error_response(404, "Url with id: " + id + " was not found");
   co_return Response{204, "", "", {}};

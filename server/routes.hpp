@@ -14,9 +14,11 @@
 
 #include "api_keys.hpp"
 #include "ring/ring.hpp"
+#include "shards.hpp"
 
 namespace shardurl {
 
+class LinkCache;
 class LinkRepository;
 class Shards;
 
@@ -55,7 +57,8 @@ struct RouteInfo {
 
 class Routes {
  public:
-  Routes(LinkRepository& links, const Shards& shards, RouteSettings settings, ApiKeys keys);
+  Routes(LinkRepository& links, LinkCache& cache, const Shards& shards, RouteSettings settings,
+         ApiKeys keys);
 
   /// Never throws for anything a client can send: every failure is a response. HEAD is answered
   /// as GET; the server drops the body.
@@ -67,12 +70,15 @@ class Routes {
  private:
   boost::asio::awaitable<Response> create_from_query(const std::string& url);
   boost::asio::awaitable<Response> create_from_json(std::string_view body);
+  /// The URL stored under `id`, from the cache when it is there.
+  boost::asio::awaitable<StoreResult<std::optional<std::string>>> lookup(const std::string& id);
   boost::asio::awaitable<Response> get(std::string id);
   boost::asio::awaitable<Response> redirect(std::string id);
   boost::asio::awaitable<Response> remove(std::string id, std::optional<std::string_view> key);
   Response ready() const;
 
   LinkRepository& links_;
+  LinkCache& cache_;
   const Shards& shards_;
   RouteSettings settings_;
   ApiKeys keys_;

@@ -15,6 +15,7 @@
 #include <iostream>
 
 #include "http_server.hpp"
+#include "link_cache.hpp"
 #include "link_repository.hpp"
 #include "routes.hpp"
 
@@ -66,14 +67,15 @@ int serve(const Config& config) {
   }
   asio::io_context io(1);
   const ring::Ring ring = make_ring(config);
-  Shards shards(io.get_executor(), config, ring);
+  Shards shards(io.get_executor(), config, ring, LinkRepository::session_script());
   LinkRepository links(ring, shards);
   std::vector<std::string> keys = config.api_keys;
   if (const char* env = std::getenv("SHARDURL_API_KEYS")) {
     for (auto& key : ApiKeys::parse_list(env)) keys.push_back(std::move(key));
   }
   if (keys.empty()) std::clog << "shardurl: no API keys configured: DELETE answers 403\n";
-  Routes routes(links, shards, RouteSettings{config.redirect_status, config.max_url_length},
+  LinkCache cache(config.cache.entries, std::chrono::seconds(config.cache.ttl_s));
+  Routes routes(links, cache, shards, RouteSettings{config.redirect_status, config.max_url_length},
                 ApiKeys(keys));
   HttpLimits limits;
   limits.header_bytes = config.http.header_limit_bytes;

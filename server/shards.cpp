@@ -43,13 +43,15 @@ void throw_exception_from_error(const StoreError& e, const boost::source_locatio
   throw std::runtime_error("shard " + e.shard + ": " + e.detail);
 }
 
-Shards::Shards(asio::any_io_executor executor, const Config& config, const ring::Ring& ring)
+Shards::Shards(asio::any_io_executor executor, const Config& config, const ring::Ring& ring,
+               std::string session_script)
     : executor_(std::move(executor)), timeouts_(config.timeouts) {
   pgasync::PoolConfig pool;
   pool.max_size = config.pool.size;
   pool.max_waiters = config.pool.max_waiters;
   pool.connect_timeout = milliseconds(timeouts_.connect_ms);
   pool.session_options = session_options;
+  pool.session_script = std::move(session_script);
   const HealthPolicy policy{milliseconds(config.health.interval_up_ms),
                             milliseconds(config.health.interval_down_ms)};
   for (const auto& node : ring.nodes()) {

@@ -46,7 +46,9 @@ using StoreResult = boost::system::result<T, StoreError>;
 class Shards {
  public:
   /// One pool per ring node, in ring order, on `executor` (which must run on one thread).
-  Shards(boost::asio::any_io_executor executor, const Config& config, const ring::Ring& ring);
+  /// Every pooled session runs `session_script` when it opens (see pgasync::PoolConfig).
+  Shards(boost::asio::any_io_executor executor, const Config& config, const ring::Ring& ring,
+         std::string session_script = {});
   ~Shards();
   Shards(const Shards&) = delete;
   Shards& operator=(const Shards&) = delete;

@@ -387,6 +387,16 @@ asio::awaitable<Result<void>> Connection::prepare(std::string_view name, std::st
   co_return boost::system::in_place_value;
 }
 
+asio::awaitable<Result<void>> Connection::execute_script(std::string_view sql, Deadline deadline) {
+  Impl* impl = impl_.get();
+  if (auto err = impl->begin()) co_return std::move(*err);
+  const std::string text(sql);
+  const int sent = PQsendQuery(impl->conn, text.c_str());
+  auto res = co_await impl->complete(sent, deadline);
+  if (!res) co_return res.error();
+  co_return boost::system::in_place_value;
+}
+
 asio::awaitable<Result<QueryResult>> Connection::execute_prepared(std::string_view name,
                                                                   std::span<const Param> params,
                                                                   Deadline deadline) {

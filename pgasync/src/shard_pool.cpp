@@ -92,6 +92,17 @@ struct PoolState : std::enable_shared_from_this<PoolState> {
       }
       co_return err;
     }
+    if (!config.session_script.empty() && !closed) {
+      // A statement on a session that is up: bounded by the caller's deadline, like any query.
+      auto ran = co_await conn->execute_script(config.session_script, deadline);
+      if (!ran) {
+        conn->close();
+        free_slot();
+        Error err = ran.error();
+        if (err.code != Errc::server_error) err.code = Errc::connection_failed;
+        co_return err;
+      }
+    }
     if (closed) {
       conn->close();
       free_slot();

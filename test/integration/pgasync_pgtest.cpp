@@ -50,9 +50,13 @@ std::string required_env(const char* name) {
   return value;
 }
 
-std::string conninfo() { return required_env("SHARDURL_TEST_CONNINFO"); }
+std::string conninfo() {
+  return required_env("SHARDURL_TEST_CONNINFO");
+}
 
-Clock::time_point in(std::chrono::milliseconds ms) { return Clock::now() + ms; }
+Clock::time_point in(std::chrono::milliseconds ms) {
+  return Clock::now() + ms;
+}
 
 // Runs `body` on `ioc` to completion; a failed REQUIRE inside it fails the test case.
 void run(asio::io_context& ioc, const std::function<asio::awaitable<void>()>& body) {
@@ -81,7 +85,9 @@ int unused_port() {
   return ntohs(addr.sin_port);
 }
 
-std::string describe(const shardurl::pgasync::Error& err) { return err.describe(); }
+std::string describe(const shardurl::pgasync::Error& err) {
+  return err.describe();
+}
 
 template <class R>
 void require_ok(const R& res) {
@@ -97,8 +103,8 @@ TEST_CASE("connect and query with parameters", "[pgasync]") {
   run(ioc, [&]() -> asio::awaitable<void> {
     auto conn = co_await Connection::connect(ioc.get_executor(), info, in(2s));
     REQUIRE(conn.has_value());
-    auto res = co_await conn->query("SELECT $1::int + $2::int AS sum, $3::text", params("2", "3", "abc"),
-                                    in(2s));
+    auto res = co_await conn->query("SELECT $1::int + $2::int AS sum, $3::text",
+                                    params("2", "3", "abc"), in(2s));
     INFO((res ? "" : describe(res.error())));
     REQUIRE(res.has_value());
     CHECK(res->rows() == 1);
@@ -141,7 +147,8 @@ TEST_CASE("Unicode text round-trips through a table", "[pgasync]") {
     auto conn = co_await Connection::connect(ioc.get_executor(), info, in(2s));
     REQUIRE(conn.has_value());
     require_ok(co_await conn->query("CREATE TEMP TABLE " + table + " (v text)", {}, in(2s)));
-    const std::string text = "h\xC3\xA9llo \xE4\xB8\x96\xE7\x95\x8C \xF0\x9F\x9A\x80";  // héllo 世界 🚀
+    const std::string text =
+        "h\xC3\xA9llo \xE4\xB8\x96\xE7\x95\x8C \xF0\x9F\x9A\x80";  // héllo 世界 🚀
     auto ins = co_await conn->query("INSERT INTO " + table + " VALUES ($1)", params(text), in(2s));
     REQUIRE(ins.has_value());
     CHECK(ins->affected_rows() == 1);
@@ -179,8 +186,8 @@ TEST_CASE("a unique violation is a non-fatal server error with SQLSTATE 23505", 
   run(ioc, [&]() -> asio::awaitable<void> {
     auto conn = co_await Connection::connect(ioc.get_executor(), info, in(2s));
     REQUIRE(conn.has_value());
-    require_ok(co_await conn->query("CREATE TEMP TABLE " + table + " (id text PRIMARY KEY)", {},
-                                 in(2s)));
+    require_ok(
+        co_await conn->query("CREATE TEMP TABLE " + table + " (id text PRIMARY KEY)", {}, in(2s)));
     const std::string insert = "INSERT INTO " + table + " VALUES ($1)";
     require_ok(co_await conn->query(insert, params("abc"), in(2s)));
     auto dup = co_await conn->query(insert, params("abc"), in(2s));
@@ -362,7 +369,7 @@ TEST_CASE("the pool replaces connections after the server restarts", "[pgasync][
     REQUIRE(pid.has_value());
     old_pid = std::string(pid->get(0, 0));
     held.emplace(std::move(*a));  // stays leased across the restart
-  });  // b went back to the pool: idle across the restart
+  });                             // b went back to the pool: idle across the restart
   REQUIRE(pool.idle() == 1);
 
   // Blocking on purpose, with no io_context running: this is the test, not an I/O thread.
@@ -390,5 +397,60 @@ TEST_CASE("the pool replaces connections after the server restarts", "[pgasync][
     REQUIRE(pid.has_value());
     CHECK(pid->get(0, 0) != old_pid);
     CHECK(pool.size() == 1);
+  });
+}
+
+TEST_CASE("execute_script runs several statements in one call and returns the first error",
+          "[pgasync]") {
+  const auto info = conninfo();
+  asio::io_context ioc;
+  run(ioc, [&]() -> asio::awaitable<void> {
+    auto conn = co_await Connection::connect(ioc.get_executor(), info, in(2s));
+    require_ok(conn);
+    require_ok(co_await conn->execute_script(
+        "PREPARE twice (int) AS SELECT $1 * 2; PREPARE thrice (int) AS SELECT $1 * 3", in(2s)));
+    auto six = co_await conn->execute_prepared("thrice", params("2"), in(2s));
+    require_ok(six);
+    CHECK(six->get(0, 0) == "6");
+    auto failed =
+        co_await conn->execute_script("SELECT 1; SELECT * FROM no_such_table; SELECT 2", in(2s));
+    REQUIRE_FALSE(failed.has_value());
+    CHECK(has_sqlstate(failed.error(), "42P01"));
+    CHECK_FALSE(conn->is_broken());
+  });
+}
+
+TEST_CASE("pool: every new session runs the session script before it is leased", "[pgasync]") {
+  const auto info = conninfo();
+  asio::io_context ioc;
+  PoolConfig config{.max_size = 2};
+  config.session_script = "PREPARE plus_one (int) AS SELECT $1 + 1";
+  ShardPool pool(ioc.get_executor(), info, config);
+  run(ioc, [&]() -> asio::awaitable<void> {
+    auto a = co_await pool.acquire(in(2s));
+    auto b = co_await pool.acquire(in(2s));
+    require_ok(a);
+    require_ok(b);
+    for (auto* lease : {&*a, &*b}) {
+      auto answer = co_await (*lease)->execute_prepared("plus_one", params("41"), in(2s));
+      require_ok(answer);
+      CHECK(answer->get(0, 0) == "42");
+    }
+  });
+}
+
+TEST_CASE("pool: a session script that fails fails the acquire and frees the slot", "[pgasync]") {
+  const auto info = conninfo();
+  asio::io_context ioc;
+  PoolConfig config{.max_size = 1};
+  config.session_script = "SELECT * FROM no_such_table";
+  ShardPool pool(ioc.get_executor(), info, config);
+  run(ioc, [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 2; ++i) {  // the second try would wait for ever if the slot leaked
+      auto lease = co_await pool.acquire(in(2s));
+      REQUIRE_FALSE(lease.has_value());
+      CHECK(has_sqlstate(lease.error(), "42P01"));
+    }
+    CHECK(pool.size() == 0);
   });
 }

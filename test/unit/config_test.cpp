@@ -56,6 +56,51 @@ TEST_CASE("the documented example parses, with uhashring's defaults") {
   CHECK(v6.listen_port == 8080);
 }
 
+TEST_CASE("every section of the service's config parses, with documented defaults") {
+  const auto defaults = parse_config(R"({"shards": [{"name": "a"}]})");
+  CHECK(defaults.redirect_status == 302);
+  CHECK(defaults.max_url_length == 2048);
+  CHECK(defaults.api_keys.empty());
+  CHECK(defaults.http.max_connections == 10000);
+  CHECK(defaults.http.read_timeout_ms == 10000);
+  CHECK(defaults.timeouts.connect_ms == 1000);
+  CHECK(defaults.timeouts.query_ms == 2000);
+  CHECK(defaults.timeouts.pool_wait_ms == 1000);
+  CHECK(defaults.timeouts.shutdown_ms == 10000);
+  CHECK(defaults.pool.size == 8);
+  CHECK(defaults.pool.max_waiters == 256);
+  CHECK(defaults.health.interval_up_ms == 1000);
+  CHECK(defaults.health.interval_down_ms == 200);
+  CHECK(defaults.cache.entries == 100000);
+  CHECK(defaults.cache.ttl_s == 60);
+
+  const auto c = parse_config(R"({"shards": [{"name": "a"}], "redirect_status": 308,
+    "max_url_length": 4096, "api_keys": ["0123456789abcdef"],
+    "http": {"max_connections": 5, "header_limit_bytes": 4096, "body_limit_bytes": 2048,
+             "read_timeout_ms": 500},
+    "timeouts": {"connect_ms": 100, "query_ms": 200, "pool_wait_ms": 0, "shutdown_ms": 300},
+    "pool": {"size": 2, "max_waiters": 3},
+    "health": {"interval_up_ms": 400, "interval_down_ms": 50},
+    "cache": {"entries": 0, "ttl_s": 5}})");
+  CHECK(c.redirect_status == 308);
+  CHECK(c.max_url_length == 4096);
+  CHECK(c.api_keys.size() == 1);
+  CHECK(c.http.max_connections == 5);
+  CHECK(c.http.header_limit_bytes == 4096);
+  CHECK(c.http.body_limit_bytes == 2048);
+  CHECK(c.http.read_timeout_ms == 500);
+  CHECK(c.timeouts.connect_ms == 100);
+  CHECK(c.timeouts.query_ms == 200);
+  CHECK(c.timeouts.pool_wait_ms == 0);
+  CHECK(c.timeouts.shutdown_ms == 300);
+  CHECK(c.pool.size == 2);
+  CHECK(c.pool.max_waiters == 3);
+  CHECK(c.health.interval_up_ms == 400);
+  CHECK(c.health.interval_down_ms == 50);
+  CHECK(c.cache.entries == 0);
+  CHECK(c.cache.ttl_s == 5);
+}
+
 TEST_CASE("each mistake names its field") {
   CHECK(field_of(R"({})") == "shards");
   CHECK(field_of(R"({"shards": []})") == "shards");
@@ -81,6 +126,14 @@ TEST_CASE("each mistake names its field") {
   CHECK(field_of(R"({"shard": []})") == "shard");
   CHECK(field_of(R"({"shards": [{"name": "a", "weight": 1000, "vnodes": 100000}]})") == "shards");
   CHECK(field_of(R"([1, 2])") == "");
+  CHECK(field_of(R"({"shards": [{"name": "a"}], "redirect_status": 303})") == "redirect_status");
+  CHECK(field_of(R"({"shards": [{"name": "a"}], "api_keys": ["short"]})") == "api_keys[0]");
+  CHECK(field_of(R"({"shards": [{"name": "a"}], "http": {"max_conns": 1}})") == "http.max_conns");
+  CHECK(field_of(R"({"shards": [{"name": "a"}], "timeouts": {"query_ms": 0}})") ==
+        "timeouts.query_ms");
+  CHECK(field_of(R"({"shards": [{"name": "a"}], "pool": {"size": 0}})") == "pool.size");
+  CHECK(field_of(R"({"shards": [{"name": "a"}], "health": {"every": 1}})") == "health.every");
+  CHECK(field_of(R"({"shards": [{"name": "a"}], "cache": {"ttl_s": 0}})") == "cache.ttl_s");
 }
 
 TEST_CASE("messages say what is wrong, in one line") {

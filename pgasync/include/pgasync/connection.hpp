@@ -97,6 +97,11 @@ class Connection {
                                                Deadline deadline);
 
   /// Executes a statement created with prepare(). Same errors as query().
+  /// Runs `sql`, which may hold several statements separated by ';', with the simple query
+  /// protocol and no parameters: one round trip for a whole setup script (e.g. SQL PREPAREs, whose
+  /// statements execute_prepared can then use). Results are discarded; the first error is returned.
+  boost::asio::awaitable<Result<void>> execute_script(std::string_view sql, Deadline deadline);
+
   boost::asio::awaitable<Result<QueryResult>> execute_prepared(std::string_view name,
                                                                std::span<const Param> params,
                                                                Deadline deadline);

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -31,6 +32,11 @@ struct PoolConfig {
   /// Added to libpq's `options` for every session (see Connection::connect), e.g.
   /// "-c synchronous_commit=on".
   std::string session_options{};
+
+  /// Run on every new session before it is leased (Connection::execute_script: one round trip,
+  /// bounded by acquire's deadline, not by connect_timeout), e.g. SQL PREPAREs. A session whose
+  /// script fails is closed and the acquire fails.
+  std::string session_script{};
 };
 
 class ShardPool;
