@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <ctime>
 #include <iostream>
 #include <list>
 #include <tuple>
@@ -48,9 +49,27 @@ std::string_view read_error_detail(unsigned status) {
   }
 }
 
+// The Date header (RFC 9110 section 6.6.1), formatted once a second rather than per response.
+// Everything in a server runs on one thread, so the cache needs no lock. shardurl never calls
+// setlocale, so strftime runs in the "C" locale and day and month names are the English ones.
+std::string_view http_date() {
+  thread_local std::time_t formatted_at = 0;
+  thread_local std::array<char, 32> text{};
+  thread_local std::size_t length = 0;
+  const std::time_t now = std::time(nullptr);
+  if (now != formatted_at) {
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    length = std::strftime(text.data(), text.size(), "%a, %d %b %Y %H:%M:%S GMT", &utc);
+    formatted_at = now;
+  }
+  return {text.data(), length};
+}
+
 http::response<http::string_body> to_message(Response&& r, unsigned version, bool keep_alive) {
   http::response<http::string_body> msg{static_cast<http::status>(r.status), version};
   msg.set(http::field::server, "shardurl");
+  msg.set(http::field::date, http_date());
   if (!r.content_type.empty()) msg.set(http::field::content_type, r.content_type);
   for (auto& [name, value] : r.headers) msg.set(name, value);
   msg.keep_alive(keep_alive);

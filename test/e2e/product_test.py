@@ -203,6 +203,15 @@ class Product(unittest.TestCase):
                 self.assertEqual((status, headers.get("Allow")), (405, allow))
                 self.assertIn("detail", body)
 
+    def test_every_response_carries_a_date(self):
+        import email.utils
+        import time
+        for method, path in [("GET", "/healthz"), ("GET", "/nope"), ("POST", "/urls")]:
+            _, headers, _ = self.c.call(method, path)
+            when = email.utils.parsedate_to_datetime(headers["Date"]).timestamp()
+            self.assertLess(abs(when - time.time()), 5, headers["Date"])
+            self.assertTrue(headers["Date"].endswith(" GMT"))
+
     def test_an_id_over_64_characters_is_400(self):
         self.assertEqual(self.c.call("GET", "/urls/" + "a" * 65)[0], 400)
         self.assertEqual(self.c.call("GET", "/" + "a" * 65)[0], 400)
