@@ -113,6 +113,15 @@ def shard_is_up(port):
         return False
 
 
+def wrap_up(checks, logs):
+    """Leaves every shard running whatever happened, then reports and exits (the tests' last step)."""
+    try:
+        restore_shards()
+    except Exception:
+        checks.crashed("restoring the shards")
+    checks.finish(logs)
+
+
 def restore_shards():
     """Starts every suite shard that is not running (used in finally blocks)."""
     for port in ports():

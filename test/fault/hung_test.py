@@ -199,11 +199,7 @@ def main():
             except Exception:
                 checks.crashed(part.__name__)
     finally:
-        try:
-            F.restore_shards()
-        except Exception:
-            checks.crashed("restoring the shards")
-    checks.finish(logs)
+        F.wrap_up(checks, logs)
 
 
 if __name__ == "__main__":

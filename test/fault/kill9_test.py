@@ -73,11 +73,7 @@ def main():
                 if label == "restarted":
                     checks.check("kill9: the restarted shardurl exits 0 on SIGTERM", code == 0,
                                  f"exit {code}")
-        try:
-            F.restore_shards()
-        except Exception:
-            checks.crashed("restoring the shards")
-    checks.finish(logs)
+    F.wrap_up(checks, logs)
 
 
 if __name__ == "__main__":

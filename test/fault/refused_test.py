@@ -105,11 +105,7 @@ def main():
         except Exception:
             checks.crashed("stopping the spare shard")
         shutil.rmtree(spare, ignore_errors=True)
-        try:
-            F.restore_shards()
-        except Exception:
-            checks.crashed("restoring the shards")
-    checks.finish(logs)
+    F.wrap_up(checks, logs)
 
 
 if __name__ == "__main__":

@@ -144,11 +144,7 @@ def main():
             while_hung(binary, settings, checks, logs)
         except Exception:
             checks.crashed("sigterm while hung")
-        try:
-            F.restore_shards()
-        except Exception:
-            checks.crashed("restoring the shards")
-    checks.finish(logs)
+    F.wrap_up(checks, logs)
 
 
 if __name__ == "__main__":
