@@ -1,6 +1,6 @@
 """Runs the real shardurl binary against the suite's real PostgreSQL shards.
 
-scripts/test starts the shards and exports SHARDURL_TEST_PORTS (e.g. "55432,55433,55434") and
+scripts/test starts the shards and exports SHARDURL_TEST_PORTS (e.g. "25432,25433,25434") and
 SHARDURL_TEST_CLUSTER_DIR. The shards are named "5432", "5433", "5434" in the ring, like the
 tutorial's, whatever ports they really listen on.
 """
