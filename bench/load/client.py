@@ -33,46 +33,62 @@ def freeport(_args):
         print(s.getsockname()[1])
 
 
-def seed(args):
-    ids = [None] * args.count
-    shards = collections.Counter()
+def each_request(port, count, workers, call):
+    """Runs call(conn, i) for i in range(count) over `workers` keep-alive connections, in
+    parallel. Returns the first error's text (the others stop at their next item), or None."""
     errors = []
     lock = threading.Lock()
     next_index = [0]
 
     def worker():
-        conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         while True:
             with lock:
                 i = next_index[0]
-                if i >= args.count or errors:
+                if i >= count or errors:
                     break
                 next_index[0] += 1
-            target = "/urls?full_url=https://bench.example/seed/%s/%d" % (args.nonce, i)
             try:
-                conn.request("POST", target)
-                resp = conn.getresponse()
-                body = resp.read()
-                if resp.status != 200:
-                    raise RuntimeError("POST %s: HTTP %d %r" % (target, resp.status, body[:200]))
-                doc = json.loads(body)
-                ids[i] = doc["url_id"]
-                with lock:
-                    shards[doc["server"]["nodename"]] += 1
+                call(conn, i)
             except Exception as e:  # noqa: BLE001 - reported, then the run stops
                 with lock:
                     errors.append(str(e))
                 break
         conn.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(args.workers)]
-    start = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    if errors:
-        print("seed failed: %s" % errors[0], file=sys.stderr)
+    return errors[0] if errors else None
+
+
+def request(conn, method, target, expect):
+    conn.request(method, target)
+    resp = conn.getresponse()
+    body = resp.read()
+    if resp.status != expect:
+        raise RuntimeError("%s %s: HTTP %d %r" % (method, target, resp.status, body[:200]))
+    return body
+
+
+def seed(args):
+    ids = [None] * args.count
+    shards = collections.Counter()
+    lock = threading.Lock()
+
+    def create(conn, i):
+        target = "/urls?full_url=https://bench.example/seed/%s/%d" % (args.nonce, i)
+        doc = json.loads(request(conn, "POST", target, 200))
+        ids[i] = doc["url_id"]
+        with lock:
+            shards[doc["server"]["nodename"]] += 1
+
+    start = time.monotonic()
+    error = each_request(args.port, args.count, args.workers, create)
+    if error:
+        print("seed failed: %s" % error, file=sys.stderr)
         return 1
     with open(args.out, "w") as f:
         for i in ids:
@@ -87,39 +103,11 @@ def seed(args):
 def touch(args):
     with open(args.ids) as f:
         ids = [line.strip() for line in f if line.strip()]
-    errors = []
-    lock = threading.Lock()
-    next_index = [0]
-
-    def worker():
-        conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=10)
-        while True:
-            with lock:
-                i = next_index[0]
-                if i >= len(ids) or errors:
-                    break
-                next_index[0] += 1
-            target = args.prefix + ids[i]
-            try:
-                conn.request("GET", target)
-                resp = conn.getresponse()
-                body = resp.read()
-                if resp.status != args.expect:
-                    raise RuntimeError("GET %s: HTTP %d %r" % (target, resp.status, body[:200]))
-            except Exception as e:  # noqa: BLE001
-                with lock:
-                    errors.append(str(e))
-                break
-        conn.close()
-
     start = time.monotonic()
-    threads = [threading.Thread(target=worker) for _ in range(args.workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        print("touch failed: %s" % errors[0], file=sys.stderr)
+    error = each_request(args.port, len(ids), args.workers,
+                         lambda conn, i: request(conn, "GET", args.prefix + ids[i], args.expect))
+    if error:
+        print("touch failed: %s" % error, file=sys.stderr)
         return 1
     print("fetched %d ids (%s...) in %.1f s, all HTTP %d"
           % (len(ids), args.prefix, time.monotonic() - start, args.expect))
