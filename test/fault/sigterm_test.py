@@ -7,6 +7,7 @@ got an answer got a complete, valid one; no request the server had read saw a re
 Usage (scripts/test runs it through ctest): /usr/bin/python3 test/fault/sigterm_test.py BINARY
 """
 import signal
+import subprocess
 import time
 
 import faultlib as F
@@ -15,6 +16,17 @@ import tcp_proxy
 
 SLOW = "5434"
 SHUTDOWN_S = F.SETTINGS["timeouts"]["shutdown_ms"] / 1000
+
+
+def terminate(server):
+    """Sends SIGTERM and waits for the exit: (when it was sent, exit code or None, seconds taken)."""
+    t_sig = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        code = server.proc.wait(timeout=SHUTDOWN_S + 5)
+    except subprocess.TimeoutExpired:
+        code = None
+    return t_sig, code, time.monotonic() - t_sig
 
 
 def while_hung(binary, settings, checks, logs):
@@ -29,13 +41,7 @@ def while_hung(binary, settings, checks, logs):
             time.sleep(1.0)
             proxy.set_mode(tcp_proxy.HANG)
             time.sleep(0.5)
-            t_sig = time.monotonic()
-            server.proc.send_signal(signal.SIGTERM)
-            try:
-                code = server.proc.wait(timeout=SHUTDOWN_S + 5)
-            except Exception:
-                code = None
-            exit_s = time.monotonic() - t_sig
+            t_sig, code, exit_s = terminate(server)
             time.sleep(0.2)
             recs = load.stop()
             checks.check("hung shutdown: exits 0 within shutdown_ms + 2 s",
@@ -85,16 +91,9 @@ def main():
         proxy.set_mode(tcp_proxy.DELAY)  # each chunk 150 ms late: 5434's requests take ~0.3 s
         load = F.Load(server.port, threads=12, pause=0.002, seed_ids=seed).start()
         time.sleep(2.5)
-        t_sig = time.monotonic()
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            code = server.proc.wait(timeout=SHUTDOWN_S + 5)
-        except Exception:
-            code = None
-        t_exit = time.monotonic()
+        t_sig, code, exit_s = terminate(server)
         time.sleep(0.3)
         recs = load.stop()
-        exit_s = t_exit - t_sig
         checks.check("sigterm: exits 0 within shutdown_ms + 2 s", code == 0 and exit_s <= SHUTDOWN_S + 2,
                      f"exit {code} after {exit_s:.3f} s")
         answered = [r for r in recs if r.status is not None]
