@@ -196,6 +196,31 @@ struct Connection::Impl {
     return std::nullopt;
   }
 
+  // Sends everything PQsend* queued. libpq: while PQflush returns 1, wait for read or write
+  // readiness; consume input when readable so a server that is itself blocked on sending to us can
+  // make progress.
+  asio::awaitable<std::optional<Error>> flush(Deadline deadline) {
+    for (;;) {
+      const int flushed = PQflush(conn);
+      if (flushed == 0) co_return std::nullopt;
+      if (flushed < 0) co_return lost();
+      const Ready ready = co_await wait(true, true, deadline);
+      if (ready != Ready::yes) co_return interrupted(ready);
+      if (PQconsumeInput(conn) == 0) co_return lost();
+    }
+  }
+
+  static Error server_error(const PGresult* res) {
+    Error err = make_error(Errc::server_error);
+    err.diag.sqlstate = field(res, PG_DIAG_SQLSTATE);
+    err.diag.server_message = field(res, PG_DIAG_MESSAGE_PRIMARY);
+    err.diag.server_detail = field(res, PG_DIAG_MESSAGE_DETAIL);
+    if (err.diag.server_message.empty()) {
+      err.diag.client_message = trimmed(PQresultErrorMessage(res));
+    }
+    return err;
+  }
+
   // Flushes what PQsend* queued and collects every result. Called right after PQsend*, which
   // returned `sent` (1 on success).
   asio::awaitable<Result<QueryResult>> complete(int sent, Deadline deadline) {
@@ -206,17 +231,7 @@ struct Connection::Impl {
 
     try {
       if (sent != 1) co_return lost();
-
-      // libpq: while PQflush returns 1, wait for read or write readiness; consume input when
-      // readable so a server that is itself blocked on sending to us can make progress.
-      for (;;) {
-        const int flushed = PQflush(conn);
-        if (flushed == 0) break;
-        if (flushed < 0) co_return lost();
-        const Ready ready = co_await wait(true, true, deadline);
-        if (ready != Ready::yes) co_return interrupted(ready);
-        if (PQconsumeInput(conn) == 0) co_return lost();
-      }
+      if (auto err = co_await flush(deadline)) co_return std::move(*err);
 
       std::unique_ptr<PGresult, decltype(&PQclear)> last(nullptr, &PQclear);
       std::optional<Error> failure;
@@ -229,15 +244,7 @@ struct Connection::Impl {
             case PGRES_COMMAND_OK:
             case PGRES_EMPTY_QUERY: last = std::move(res); break;
             case PGRES_FATAL_ERROR:
-              if (!failure) {
-                failure = make_error(Errc::server_error);
-                failure->diag.sqlstate = field(res.get(), PG_DIAG_SQLSTATE);
-                failure->diag.server_message = field(res.get(), PG_DIAG_MESSAGE_PRIMARY);
-                failure->diag.server_detail = field(res.get(), PG_DIAG_MESSAGE_DETAIL);
-                if (failure->diag.server_message.empty()) {
-                  failure->diag.client_message = trimmed(PQresultErrorMessage(res.get()));
-                }
-              }
+              if (!failure) failure = server_error(res.get());
               break;
             default:
               // COPY and friends: PQgetResult would keep returning them; the session is stuck.
@@ -255,6 +262,90 @@ struct Connection::Impl {
       // Asio throws operation_aborted from co_await once the caller's cancellation was requested.
       co_return interrupted(Ready::cancelled);
     }
+  }
+
+  using Outcomes = std::vector<Result<QueryResult>>;
+
+  // Collects a pipeline's results after PQpipelineSync: for each of `calls` statements, its
+  // result(s) and a NULL; then one PGRES_PIPELINE_SYNC. After an error the server skips the rest
+  // (PGRES_PIPELINE_ABORTED each) and rolls the implicit transaction back.
+  asio::awaitable<Result<Outcomes>> complete_pipeline(std::size_t calls, Deadline deadline) {
+    struct Unbusy {
+      bool& flag;
+      ~Unbusy() { flag = false; }
+    } unbusy{busy};
+
+    try {
+      if (auto err = co_await flush(deadline)) co_return std::move(*err);
+      Outcomes out;
+      out.reserve(calls);
+      std::optional<Result<QueryResult>> current;  // the statement being read
+      bool failed = false;
+      for (;;) {
+        while (PQisBusy(conn) == 0) {
+          std::unique_ptr<PGresult, decltype(&PQclear)> res(PQgetResult(conn), &PQclear);
+          if (!res) {
+            // The end of one statement's results.
+            if (!current || out.size() == calls) {
+              close();
+              co_return make_error(Errc::protocol_error, "pipeline: result without a statement");
+            }
+            out.push_back(std::move(*current));
+            current.reset();
+            continue;
+          }
+          switch (PQresultStatus(res.get())) {
+            case PGRES_TUPLES_OK:
+            case PGRES_COMMAND_OK:
+            case PGRES_EMPTY_QUERY: current.emplace(QueryResult(res.release())); break;
+            case PGRES_FATAL_ERROR: {
+              Error err = server_error(res.get());
+              if (PQstatus(conn) == CONNECTION_BAD || is_fatal(err)) {
+                co_return lost(err.diag.server_message);
+              }
+              failed = true;
+              current.emplace(std::move(err));
+              break;
+            }
+            case PGRES_PIPELINE_ABORTED:
+              current.emplace(make_error(Errc::pipeline_aborted, "skipped"));
+              break;
+            case PGRES_PIPELINE_SYNC:
+              if (out.size() != calls || current) {
+                close();
+                co_return make_error(Errc::protocol_error, "pipeline: early sync");
+              }
+              co_return end_pipeline(std::move(out), failed);
+            default:
+              close();
+              co_return make_error(Errc::protocol_error,
+                                   std::string("unsupported result status ") +
+                                       PQresStatus(PQresultStatus(res.get())));
+          }
+        }
+        if (PQstatus(conn) == CONNECTION_BAD) co_return lost();
+        const Ready ready = co_await wait(true, false, deadline);
+        if (ready != Ready::yes) co_return interrupted(ready);
+        if (PQconsumeInput(conn) == 0) co_return lost();
+      }
+    } catch (const boost::system::system_error&) {
+      co_return interrupted(Ready::cancelled);
+    }
+  }
+
+  Result<Outcomes> end_pipeline(Outcomes out, bool failed) {
+    if (PQexitPipelineMode(conn) != 1) {
+      auto message = trimmed(PQerrorMessage(conn));
+      close();
+      return make_error(Errc::protocol_error, "leaving pipeline mode: " + message);
+    }
+    if (failed) {
+      // The transaction was rolled back: what succeeded before the error did not stick.
+      for (auto& outcome : out) {
+        if (outcome) outcome = make_error(Errc::pipeline_aborted, "rolled back");
+      }
+    }
+    return out;
   }
 
   Result<QueryResult> finish(std::unique_ptr<PGresult, decltype(&PQclear)> last,
@@ -408,6 +499,41 @@ asio::awaitable<Result<QueryResult>> Connection::execute_prepared(std::string_vi
   const int sent = PQsendQueryPrepared(impl->conn, name_text.c_str(), storage.count(),
                                        storage.pointers.data(), nullptr, nullptr, 0);
   co_return co_await impl->complete(sent, deadline);
+}
+
+asio::awaitable<Result<std::vector<Result<QueryResult>>>> Connection::execute_pipeline(
+    std::span<const PreparedCall> calls, Deadline deadline) {
+  Impl* impl = impl_.get();
+  for (const auto& call : calls) {
+    if (call.params.size() > max_params) {
+      co_return make_error(Errc::invalid_argument, "too many params");
+    }
+  }
+  if (auto err = impl->begin()) co_return std::move(*err);
+  if (calls.empty()) {
+    impl->busy = false;
+    co_return std::vector<Result<QueryResult>>{};
+  }
+  if (PQenterPipelineMode(impl->conn) != 1) {
+    impl->busy = false;
+    co_return impl->lost();
+  }
+  std::string name;
+  for (const auto& call : calls) {
+    name.assign(call.statement);
+    const ParamStorage storage(call.params);
+    if (PQsendQueryPrepared(impl->conn, name.c_str(), storage.count(), storage.pointers.data(),
+                            nullptr, nullptr, 0) != 1) {
+      impl->busy = false;
+      co_return impl->lost();
+    }
+  }
+  // PQpipelineSync also tries to flush; complete_pipeline finishes what it could not send.
+  if (PQpipelineSync(impl->conn) != 1) {
+    impl->busy = false;
+    co_return impl->lost();
+  }
+  co_return co_await impl->complete_pipeline(calls.size(), deadline);
 }
 
 bool Connection::is_broken() const noexcept {

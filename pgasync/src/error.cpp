@@ -25,6 +25,8 @@ class Category final : public std::error_category {
       case Errc::busy: return "another operation is in progress on this connection";
       case Errc::invalid_argument: return "invalid argument for a database operation";
       case Errc::protocol_error: return "unexpected reply from the database server";
+      case Errc::pipeline_aborted:
+        return "not applied: another statement in the same pipeline failed";
     }
     return "unknown pgasync error";
   }
@@ -65,7 +67,8 @@ bool is_fatal(const Error& err) noexcept {
     case Errc::pool_exhausted:
     case Errc::pool_closed:
     case Errc::busy:
-    case Errc::invalid_argument: return false;
+    case Errc::invalid_argument:
+    case Errc::pipeline_aborted: return false;
   }
   return true;
 }

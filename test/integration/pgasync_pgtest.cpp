@@ -13,11 +13,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -452,5 +454,128 @@ TEST_CASE("pool: a session script that fails fails the acquire and frees the slo
       CHECK(has_sqlstate(lease.error(), "42P01"));
     }
     CHECK(pool.size() == 0);
+  });
+}
+
+namespace {
+
+using shardurl::pgasync::PreparedCall;
+
+// Parameters for one row each: ("<prefix><i>", "<i>").
+struct Rows {
+  Rows(const std::string& prefix, int count, std::size_t pad = 0) {
+    for (int i = 0; i < count; ++i) {
+      values.push_back({prefix + std::to_string(i) + std::string(pad, 'x'), std::to_string(i)});
+    }
+    for (const auto& row : values) params.push_back({Param(row[0]), Param(row[1])});
+  }
+  [[nodiscard]] std::vector<PreparedCall> calls(std::string_view statement) const {
+    std::vector<PreparedCall> out;
+    for (const auto& p : params) out.push_back({statement, p});
+    return out;
+  }
+  std::vector<std::array<std::string, 2>> values;
+  std::vector<std::array<Param, 2>> params;
+};
+
+}  // namespace
+
+TEST_CASE("a pipeline runs many statements in one transaction and answers each", "[pgasync]") {
+  const auto info = conninfo();
+  const auto table = unique_table("pga_pipeline");
+  asio::io_context ioc;
+  run(ioc, [&]() -> asio::awaitable<void> {
+    auto conn = co_await Connection::connect(ioc.get_executor(), info, in(2s));
+    REQUIRE(conn.has_value());
+    require_ok(co_await conn->query(
+        "CREATE TEMP TABLE " + table + " (id text PRIMARY KEY, n int NOT NULL)", {}, in(2s)));
+    require_ok(co_await conn->prepare(
+        "pipe_ins", "INSERT INTO " + table + " VALUES ($1, $2::int) RETURNING n", in(2s)));
+
+    auto empty = co_await conn->execute_pipeline({}, in(2s));
+    require_ok(empty);
+    CHECK(empty->empty());
+
+    // 2,000 rows of about 1 KB each: more than a socket buffer, so sending takes several waits.
+    const Rows rows("k", 2000, 1000);
+    const auto calls = rows.calls("pipe_ins");
+    auto results = co_await conn->execute_pipeline(calls, in(10s));
+    require_ok(results);
+    REQUIRE(results->size() == calls.size());
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+      require_ok((*results)[i]);
+      REQUIRE((*results)[i]->rows() == 1);
+      REQUIRE((*results)[i]->get(0, 0) == std::to_string(i));
+    }
+    // Pipeline mode is over: the ordinary protocol works again on the same session.
+    auto count = co_await conn->query("SELECT count(*) FROM " + table, {}, in(2s));
+    require_ok(count);
+    CHECK(count->get(0, 0) == "2000");
+    CHECK_FALSE(conn->in_transaction());
+  });
+}
+
+TEST_CASE("one failing statement rolls its pipeline back and marks the others aborted",
+          "[pgasync]") {
+  const auto info = conninfo();
+  const auto table = unique_table("pga_pipeline_err");
+  asio::io_context ioc;
+  run(ioc, [&]() -> asio::awaitable<void> {
+    auto conn = co_await Connection::connect(ioc.get_executor(), info, in(2s));
+    REQUIRE(conn.has_value());
+    require_ok(co_await conn->query(
+        "CREATE TEMP TABLE " + table + " (id text PRIMARY KEY, n int NOT NULL)", {}, in(2s)));
+    require_ok(co_await conn->prepare(
+        "pipe_ins2", "INSERT INTO " + table + " VALUES ($1, $2::int) RETURNING n", in(2s)));
+    require_ok(co_await conn->query("INSERT INTO " + table + " VALUES ('k2', 0)", {}, in(2s)));
+
+    const Rows rows("k", 5);  // k0..k4; k2 already exists
+    const auto calls = rows.calls("pipe_ins2");
+    auto results = co_await conn->execute_pipeline(calls, in(2s));
+    require_ok(results);  // the session is fine: the failure is per statement
+    REQUIRE(results->size() == 5);
+    for (std::size_t i = 0; i < 5; ++i) {
+      REQUIRE_FALSE((*results)[i].has_value());
+      if (i == 2) {
+        CHECK((*results)[i].error().code == Errc::server_error);
+        CHECK((*results)[i].error().diag.sqlstate == "23505");
+      } else {
+        CHECK((*results)[i].error().code == Errc::pipeline_aborted);  // k0, k1 rolled back too
+      }
+    }
+    CHECK_FALSE(conn->is_broken());
+    auto count = co_await conn->query("SELECT count(*) FROM " + table, {}, in(2s));
+    require_ok(count);
+    CHECK(count->get(0, 0) == "1");
+
+    // The aborted ones can simply run again.
+    const std::vector<PreparedCall> again{calls[0], calls[1], calls[3], calls[4]};
+    auto retried = co_await conn->execute_pipeline(again, in(2s));
+    require_ok(retried);
+    for (const auto& r : *retried) require_ok(r);
+    count = co_await conn->query("SELECT count(*) FROM " + table, {}, in(2s));
+    require_ok(count);
+    CHECK(count->get(0, 0) == "5");
+  });
+}
+
+TEST_CASE("a pipeline past its deadline is a timeout and breaks the session", "[pgasync]") {
+  const auto info = conninfo();
+  asio::io_context ioc;
+  run(ioc, [&]() -> asio::awaitable<void> {
+    auto conn = co_await Connection::connect(ioc.get_executor(), info, in(2s));
+    REQUIRE(conn.has_value());
+    require_ok(co_await conn->prepare("pipe_sleep", "SELECT pg_sleep($1::float8)", in(2s)));
+    const auto quick = params("0");
+    const auto slow = params("5");
+    const std::vector<PreparedCall> calls{{"pipe_sleep", quick}, {"pipe_sleep", slow}};
+    const auto start = Clock::now();
+    auto results = co_await conn->execute_pipeline(calls, in(300ms));
+    const auto elapsed = Clock::now() - start;
+    REQUIRE_FALSE(results.has_value());
+    CHECK(results.error().code == Errc::timeout);
+    CHECK(conn->is_broken());
+    CHECK(elapsed >= 250ms);
+    CHECK(elapsed < 2s);
   });
 }

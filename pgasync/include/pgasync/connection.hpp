@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -33,6 +34,13 @@ template <class... Args>
 std::array<Param, sizeof...(Args)> params(const Args&... args) {
   return {Param(args)...};
 }
+
+/// One statement of a pipeline: a statement created with prepare() (or SQL PREPARE) and its
+/// parameters. Both views must stay alive until the pipeline's co_await completes.
+struct PreparedCall {
+  std::string_view statement;
+  std::span<const Param> params;
+};
 
 /// A PostgreSQL connection.
 ///
@@ -105,6 +113,19 @@ class Connection {
   boost::asio::awaitable<Result<QueryResult>> execute_prepared(std::string_view name,
                                                                std::span<const Param> params,
                                                                Deadline deadline);
+  /// Runs `calls` in libpq's pipeline mode: every statement is sent at once, followed by one Sync,
+  /// so the whole batch costs one round trip and forms one implicit transaction that commits at
+  /// the Sync. Completes only after that Sync's reply, i.e. after the commit.
+  ///
+  /// The outer Result fails when the session failed (connection_lost, timeout, cancelled, busy,
+  /// protocol_error, or a fatal server error): then nothing is known about the commit. Otherwise
+  /// it holds one Result per call, in order. When any statement fails with a server_error, the
+  /// transaction is rolled back: that statement carries its error and every other one
+  /// Errc::pipeline_aborted (skipped, or its effects rolled back), so callers may simply run those
+  /// again. An empty `calls` completes at once with no results.
+  boost::asio::awaitable<Result<std::vector<Result<QueryResult>>>> execute_pipeline(
+      std::span<const PreparedCall> calls, Deadline deadline);
+
   /// True once a fatal error happened or close() was called.
   [[nodiscard]] bool is_broken() const noexcept;
 

@@ -27,6 +27,7 @@ enum class Errc {
   busy,                   // another operation is still running on this connection
   invalid_argument,       // rejected before anything was sent (e.g. more than 65535 params)
   protocol_error,         // a reply pgasync does not handle (e.g. COPY); session state unknown
+  pipeline_aborted,       // another statement in the same pipeline failed: this one had no effect
 };
 
 const std::error_category& pgasync_category() noexcept;
@@ -70,7 +71,8 @@ std::ostream& operator<<(std::ostream& os, const Error& err);
 ///     (admin_shutdown, crash_shutdown, cannot_connect_now).
 /// Any other server_error (23505 unique_violation, 42601 syntax_error, 57014 query_canceled, ...)
 /// leaves the session healthy. Pool-level errors (pool_exhausted, pool_closed) and busy /
-/// invalid_argument never touched a session and are not fatal.
+/// invalid_argument never touched a session and are not fatal; neither is pipeline_aborted (the
+/// statement was skipped or rolled back because another one in its pipeline failed).
 /// Connection marks itself broken by this rule; ShardPool then discards it on release.
 [[nodiscard]] bool is_fatal(const Error& err) noexcept;
 
