@@ -185,9 +185,10 @@ void parse_timeouts(const json::value& v, TimeoutConfig& t) {
 
 void parse_pool(const json::value& v, PoolSettings& p) {
   const auto& obj = as_object(v, "pool");
-  reject_unknown(obj, "pool", {"size", "max_waiters"});
+  reject_unknown(obj, "pool", {"size", "max_waiters", "max_batch"});
   optional_int(obj, "pool", "size", p.size, 1, 1000);
   optional_int(obj, "pool", "max_waiters", p.max_waiters, 0, 1'000'000);
+  optional_int(obj, "pool", "max_batch", p.max_batch, 1, 10'000);
 }
 
 void parse_health(const json::value& v, HealthConfig& h) {

@@ -48,8 +48,11 @@ struct TimeoutConfig {
 
 /// One pool per shard (and per worker thread, when there are several).
 struct PoolSettings {
-  std::size_t size = 8;           // sessions per shard
+  // Sessions per shard, each carrying one pipeline at a time. Fewer sessions make bigger batches:
+  // on one machine with the shards, 1 is fastest (see docs/performance.md).
+  std::size_t size = 1;
   std::size_t max_waiters = 256;  // requests queued for a session; more get 503 at once
+  std::size_t max_batch = 64;     // statements sent in one pipeline (one round trip, one commit)
 };
 
 struct HealthConfig {

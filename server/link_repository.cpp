@@ -2,7 +2,6 @@
 
 #include <array>
 
-#include "pgasync/shard_pool.hpp"
 #include "short_id.hpp"
 #include "validation.hpp"
 
@@ -44,12 +43,9 @@ std::string LinkRepository::session_script() {
 
 asio::awaitable<StoreResult<std::optional<Link>>> LinkRepository::find(std::string id) {
   const std::size_t owner = ring_.owner_of(id);
-  auto lease = co_await shards_.acquire(owner);
-  if (!lease) co_return lease.error();
-  const std::array<pgasync::Param, 1> params{id};
-  auto rows =
-      co_await (*lease)->execute_prepared(select_statement, params, shards_.query_deadline());
-  if (!rows) co_return shards_.failed(owner, rows.error());
+  std::vector<std::string> params{id};
+  auto rows = co_await batcher_.run(owner, select_statement, std::move(params));
+  if (!rows) co_return rows.error();
   if (rows->rows() == 0) co_return std::optional<Link>{};
   co_return std::optional<Link>{Link{std::move(id), std::string(rows->get(0, 0))}};
 }
@@ -57,23 +53,16 @@ asio::awaitable<StoreResult<std::optional<Link>>> LinkRepository::find(std::stri
 asio::awaitable<StoreResult<Claim>> LinkRepository::insert(const std::string& url,
                                                            const std::string& id) {
   const std::size_t owner = ring_.owner_of(id);
-  auto lease = co_await shards_.acquire(owner);
-  if (!lease) co_return lease.error();
-  const std::array<pgasync::Param, 2> params{url, id};
-  int attempt = 0;
-  auto rows =
-      co_await (*lease)->execute_prepared(insert_statement, params, shards_.query_deadline());
-  // No row: the id's owner committed after our snapshot. Looking again will see it.
-  while (rows && rows->rows() == 0 && ++attempt < snapshot_retries) {
-    rows = co_await (*lease)->execute_prepared(insert_statement, params, shards_.query_deadline());
+  for (int attempt = 0; attempt < snapshot_retries; ++attempt) {
+    std::vector<std::string> params{url, id};
+    auto rows = co_await batcher_.run(owner, insert_statement, std::move(params), 1);
+    if (!rows) co_return rows.error();
+    if (rows->rows() == 0) continue;  // the id's owner committed after our snapshot: look again
+    if (rows->get(0, 1) == "t") co_return Claim::created;
+    co_return rows->get(0, 0) == url ? Claim::existing : Claim::taken;
   }
-  if (!rows) co_return shards_.failed(owner, rows.error());
-  if (rows->rows() == 0) {
-    co_return StoreError{StoreError::Kind::internal, shards_.name(owner),
-                         "id " + id + " keeps changing"};
-  }
-  if (rows->get(0, 1) == "t") co_return Claim::created;
-  co_return rows->get(0, 0) == url ? Claim::existing : Claim::taken;
+  co_return StoreError{StoreError::Kind::internal, batcher_.shard_name(owner),
+                       "id " + id + " keeps changing"};
 }
 
 asio::awaitable<StoreResult<CreatedLink>> LinkRepository::create(std::string url) {
@@ -97,12 +86,9 @@ asio::awaitable<StoreResult<Claim>> LinkRepository::claim(std::string url, std::
 
 asio::awaitable<StoreResult<bool>> LinkRepository::remove(std::string id) {
   const std::size_t owner = ring_.owner_of(id);
-  auto lease = co_await shards_.acquire(owner);
-  if (!lease) co_return lease.error();
-  const std::array<pgasync::Param, 1> params{id};
-  auto done =
-      co_await (*lease)->execute_prepared(delete_statement, params, shards_.query_deadline());
-  if (!done) co_return shards_.failed(owner, done.error());
+  std::vector<std::string> params{id};
+  auto done = co_await batcher_.run(owner, delete_statement, std::move(params));
+  if (!done) co_return done.error();
   co_return done->affected_rows() > 0;
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "ring/ring.hpp"
+#include "batcher.hpp"
 #include "shards.hpp"
 
 namespace shardurl {
@@ -35,8 +36,8 @@ class LinkRepository {
   /// repository executes, so requests skip parsing and planning.
   static std::string session_script();
 
-  /// `ring` and `shards` must outlive the repository; shards are in ring order.
-  LinkRepository(const ring::Ring& ring, Shards& shards) : ring_(ring), shards_(shards) {}
+  /// `ring` and `batcher` must outlive the repository; shards are in ring order.
+  LinkRepository(const ring::Ring& ring, Batcher& batcher) : ring_(ring), batcher_(batcher) {}
 
   /// The link stored under `id`, or std::nullopt when there is none (an expected miss).
   boost::asio::awaitable<StoreResult<std::optional<Link>>> find(std::string id);
@@ -59,7 +60,7 @@ class LinkRepository {
   boost::asio::awaitable<StoreResult<Claim>> insert(const std::string& url, const std::string& id);
 
   const ring::Ring& ring_;
-  Shards& shards_;
+  Batcher& batcher_;
 };
 
 }  // namespace shardurl

@@ -68,7 +68,9 @@ int serve(const Config& config) {
   asio::io_context io(1);
   const ring::Ring ring = make_ring(config);
   Shards shards(io.get_executor(), config, ring, LinkRepository::session_script());
-  LinkRepository links(ring, shards);
+  Batcher batcher(io.get_executor(), shards,
+                  Batcher::Limits{config.pool.max_batch, config.pool.max_waiters, config.pool.size});
+  LinkRepository links(ring, batcher);
   std::vector<std::string> keys = config.api_keys;
   if (const char* env = std::getenv("SHARDURL_API_KEYS")) {
     for (auto& key : ApiKeys::parse_list(env)) keys.push_back(std::move(key));

@@ -93,12 +93,16 @@ Clock::time_point Shards::query_deadline() const noexcept {
   return Clock::now() + milliseconds(timeouts_.query_ms);
 }
 
+std::optional<StoreError> Shards::refusal(std::size_t i) const {
+  const Shard& shard = *shards_[i];
+  if (!shard.health.fail_fast()) return std::nullopt;
+  return StoreError{StoreError::Kind::shard_unavailable, shard.name,
+                    "down: " + shard.health.last_error()};
+}
+
 asio::awaitable<StoreResult<pgasync::Lease>> Shards::acquire(std::size_t i) {
   Shard& shard = *shards_[i];
-  if (shard.health.fail_fast()) {
-    co_return StoreError{StoreError::Kind::shard_unavailable, shard.name,
-                         "down: " + shard.health.last_error()};
-  }
+  if (auto refused = refusal(i)) co_return std::move(*refused);
   auto lease = co_await shard.pool.acquire(Clock::now() + milliseconds(timeouts_.pool_wait_ms));
   if (lease) co_return std::move(*lease);
   using pgasync::Errc;

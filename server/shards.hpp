@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,9 @@ class Shards {
   /// A connection to shard `i`, waiting at most timeouts.pool_wait_ms. Fails at once when the shard
   /// is known to be down or its wait queue is full.
   boost::asio::awaitable<StoreResult<pgasync::Lease>> acquire(std::size_t i);
+
+  /// Why shard `i` cannot take a statement now (it is known to be down), or std::nullopt.
+  [[nodiscard]] std::optional<StoreError> refusal(std::size_t i) const;
 
   /// The deadline for a statement started now.
   [[nodiscard]] std::chrono::steady_clock::time_point query_deadline() const noexcept;

@@ -67,8 +67,9 @@ TEST_CASE("every section of the service's config parses, with documented default
   CHECK(defaults.timeouts.query_ms == 2000);
   CHECK(defaults.timeouts.pool_wait_ms == 1000);
   CHECK(defaults.timeouts.shutdown_ms == 10000);
-  CHECK(defaults.pool.size == 8);
+  CHECK(defaults.pool.size == 1);
   CHECK(defaults.pool.max_waiters == 256);
+  CHECK(defaults.pool.max_batch == 64);
   CHECK(defaults.health.interval_up_ms == 1000);
   CHECK(defaults.health.interval_down_ms == 200);
   CHECK(defaults.cache.entries == 100000);
@@ -79,7 +80,7 @@ TEST_CASE("every section of the service's config parses, with documented default
     "http": {"max_connections": 5, "header_limit_bytes": 4096, "body_limit_bytes": 2048,
              "read_timeout_ms": 500},
     "timeouts": {"connect_ms": 100, "query_ms": 200, "pool_wait_ms": 0, "shutdown_ms": 300},
-    "pool": {"size": 2, "max_waiters": 3},
+    "pool": {"size": 2, "max_waiters": 3, "max_batch": 5},
     "health": {"interval_up_ms": 400, "interval_down_ms": 50},
     "cache": {"entries": 0, "ttl_s": 5}})");
   CHECK(c.redirect_status == 308);
@@ -95,6 +96,7 @@ TEST_CASE("every section of the service's config parses, with documented default
   CHECK(c.timeouts.shutdown_ms == 300);
   CHECK(c.pool.size == 2);
   CHECK(c.pool.max_waiters == 3);
+  CHECK(c.pool.max_batch == 5);
   CHECK(c.health.interval_up_ms == 400);
   CHECK(c.health.interval_down_ms == 50);
   CHECK(c.cache.entries == 0);
@@ -132,6 +134,7 @@ TEST_CASE("each mistake names its field") {
   CHECK(field_of(R"({"shards": [{"name": "a"}], "timeouts": {"query_ms": 0}})") ==
         "timeouts.query_ms");
   CHECK(field_of(R"({"shards": [{"name": "a"}], "pool": {"size": 0}})") == "pool.size");
+  CHECK(field_of(R"({"shards": [{"name": "a"}], "pool": {"max_batch": 0}})") == "pool.max_batch");
   CHECK(field_of(R"({"shards": [{"name": "a"}], "health": {"every": 1}})") == "health.every");
   CHECK(field_of(R"({"shards": [{"name": "a"}], "cache": {"ttl_s": 0}})") == "cache.ttl_s");
 }

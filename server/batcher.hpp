@@ -1,0 +1,74 @@
+// Group statements: concurrent requests for one shard share a pooled session's round trip and its
+// commit (libpq pipeline mode, see pgasync::Connection::execute_pipeline).
+//
+// Each shard has a queue and up to pool.size drain loops. A statement submitted while a loop is
+// free is sent at once, alone, so an idle service adds no delay. Under load every loop is busy
+// and statements wait in the queue; the next loop to finish takes up to max_batch of them in one
+// pipeline, which is one transaction: one round trip and one commit (one WAL flush) for the
+// batch. Every statement is answered only after that commit.
+//
+// A pipeline is all-or-nothing. When one statement fails, the others are rolled back or skipped
+// (pgasync::Errc::pipeline_aborted); they run again in a new pipeline, and only the failing one is
+// answered with its error. Statements are sent in key order, so row locks are always taken in
+// the same order and two pipelines cannot deadlock each other.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pgasync/query_result.hpp"
+#include "shards.hpp"
+
+namespace shardurl {
+
+namespace pgasync {
+class Connection;
+}
+
+class Batcher {
+ public:
+  struct Limits {
+    std::size_t max_batch = 64;     // most statements in one pipeline (1: every one alone)
+    std::size_t max_queued = 256;   // most waiting per shard; one more is refused (overloaded)
+    std::size_t max_running = 8;    // drain loops per shard, each on its own pooled session
+  };
+
+  /// `shards` must outlive the Batcher and be used on `executor` (one thread).
+  Batcher(boost::asio::any_io_executor executor, Shards& shards, Limits limits);
+  ~Batcher();
+  Batcher(const Batcher&) = delete;
+  Batcher& operator=(const Batcher&) = delete;
+
+  /// Runs the prepared statement `statement` (a name that lives for the whole program) with text
+  /// `params` on shard `shard`. `params[key]` orders the statement within its pipeline.
+  /// Fails at once when the shard is down or its queue is full.
+  boost::asio::awaitable<StoreResult<pgasync::QueryResult>> run(std::size_t shard,
+                                                                std::string_view statement,
+                                                                std::vector<std::string> params,
+                                                                std::size_t key = 0);
+
+  [[nodiscard]] const std::string& shard_name(std::size_t shard) const noexcept {
+    return shards_.name(shard);
+  }
+
+ private:
+  struct Pending;
+  struct Queue;
+  boost::asio::awaitable<void> drain(std::shared_ptr<Queue> queue);
+  boost::asio::awaitable<void> run_batch(Queue& queue, pgasync::Connection& conn,
+                                         std::vector<Pending> batch);
+  void answer(Pending& pending, StoreResult<pgasync::QueryResult> result);
+
+  boost::asio::any_io_executor executor_;
+  Shards& shards_;
+  Limits limits_;
+  std::vector<std::shared_ptr<Queue>> queues_;
+};
+
+}  // namespace shardurl
