@@ -5,10 +5,12 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
 #include <deque>
+#include <optional>
 
 #include "pgasync/connection.hpp"
 #include "pgasync/shard_pool.hpp"
@@ -149,6 +151,32 @@ asio::awaitable<void> Batcher::run_batch(Queue& queue, pgasync::Connection& conn
     }
     batch = std::move(again);
   }
+}
+
+void BatcherGroup::add(asio::any_io_executor executor, Batcher& batcher) {
+  members_.push_back(Member{std::move(executor), &batcher});
+}
+
+const std::string& BatcherGroup::shard_name(std::size_t shard) const noexcept {
+  return members_.front().batcher->shard_name(shard);  // names never change after start
+}
+
+asio::awaitable<Outcome> BatcherGroup::run(std::size_t shard, std::string_view statement,
+                                           std::vector<std::string> params,
+                                           std::size_t key) const {
+  const Member& owner = members_[shard % members_.size()];
+  if (owner.executor == co_await asio::this_coro::executor) {
+    co_return co_await owner.batcher->run(shard, statement, std::move(params), key);
+  }
+  // Written on the owner's thread; read here after co_spawn's completion was posted back to us.
+  std::optional<Outcome> outcome;
+  co_await asio::co_spawn(
+      owner.executor,
+      [&]() -> asio::awaitable<void> {
+        outcome.emplace(co_await owner.batcher->run(shard, statement, std::move(params), key));
+      },
+      asio::use_awaitable);
+  co_return std::move(*outcome);
 }
 
 }  // namespace shardurl

@@ -71,4 +71,28 @@ class Batcher {
   std::vector<std::shared_ptr<Queue>> queues_;
 };
 
+/// Every worker's Batcher, and which one carries each shard: shard i belongs to worker i % n.
+/// One queue per shard keeps its batches as large as with a single worker; a request on another
+/// worker hops to the owner's thread and back (two posts), which costs far less than the commits
+/// that smaller batches would add. Built before the workers start, then read-only.
+class BatcherGroup {
+ public:
+  /// `batcher` runs on `executor`'s thread and must outlive the group.
+  void add(boost::asio::any_io_executor executor, Batcher& batcher);
+
+  /// Batcher::run on the owning worker of `shard`, from any worker's thread.
+  [[nodiscard]] boost::asio::awaitable<StoreResult<pgasync::QueryResult>> run(
+      std::size_t shard, std::string_view statement, std::vector<std::string> params,
+      std::size_t key = 0) const;
+
+  [[nodiscard]] const std::string& shard_name(std::size_t shard) const noexcept;
+
+ private:
+  struct Member {
+    boost::asio::any_io_executor executor;
+    Batcher* batcher;
+  };
+  std::vector<Member> members_;
+};
+
 }  // namespace shardurl

@@ -223,7 +223,7 @@ Config parse_config(std::string_view json_text) {
   const auto& root = as_object(doc, "");
   reject_unknown(root, "",
                  {"listen", "ring", "shards", "redirect_status", "max_url_length", "api_keys",
-                  "http", "timeouts", "pool", "health", "cache"});
+                  "http", "timeouts", "pool", "health", "cache", "workers"});
 
   Config config;
   if (const auto* listen = root.if_contains("listen")) parse_listen(*listen, config);
@@ -244,6 +244,9 @@ Config parse_config(std::string_view json_text) {
   }
   if (const auto* keys = root.if_contains("api_keys")) parse_api_keys(*keys, config);
   if (const auto* http = root.if_contains("http")) parse_http(*http, config);
+  if (const auto* workers = root.if_contains("workers")) {
+    config.workers = static_cast<unsigned>(int_field(*workers, "workers", 0, 256));
+  }
   if (const auto* t = root.if_contains("timeouts")) parse_timeouts(*t, config.timeouts);
   if (const auto* p = root.if_contains("pool")) parse_pool(*p, config.pool);
   if (const auto* h = root.if_contains("health")) parse_health(*h, config.health);

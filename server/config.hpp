@@ -72,6 +72,8 @@ struct Config {
   ring::Hash hash = ring::Hash::md5;
   int vnodes = 0;  // 0: uhashring's default for `hash` (160 md5, 40 ketama)
   std::vector<ShardConfig> shards;
+  // Event loops, one thread each, each with its own shard sessions and cache. 0: one per core.
+  unsigned workers = 0;
   unsigned redirect_status = 302;     // GET /{id}: 301, 302, 307 or 308
   std::size_t max_url_length = 2048;  // longer URLs are refused with 422
   std::vector<std::string> api_keys;  // for DELETE; also SHARDURL_API_KEYS (comma-separated)

@@ -8,8 +8,11 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 
+#include <boost/asio/post.hpp>
+
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <ctime>
 #include <iostream>
 #include <list>
@@ -87,21 +90,32 @@ Request to_request(const http::request<http::string_body>& req) {
 }  // namespace
 
 struct HttpServer::State : std::enable_shared_from_this<State> {
-  State(asio::io_context& io, const tcp::endpoint& endpoint, Routes& r, HttpLimits l)
-      : acceptor(io, endpoint), routes(r), limits(l) {}
+  struct Worker {
+    asio::io_context* io;
+    Routes* routes;
+    // Sessions waiting for a request: closed at once on stop(). Busy ones close after answering.
+    // Only touched on this worker's thread.
+    std::list<beast::tcp_stream*> idle;
+  };
 
-  tcp::acceptor acceptor;
-  Routes& routes;
+  State(const std::vector<HttpWorker>& ws, const tcp::endpoint& endpoint, HttpLimits l)
+      : acceptor(*ws.at(0).io, endpoint), limits(l) {
+    for (const auto& w : ws) workers.push_back(Worker{w.io, w.routes, {}});
+  }
+
+  tcp::acceptor acceptor;  // on the first worker
+  std::vector<Worker> workers;
   HttpLimits limits;
-  bool stopping = false;
-  // Sessions waiting for a request: closed at once on stop(). Busy ones close after answering.
-  std::list<beast::tcp_stream*> idle;
-  std::size_t open = 0;
+  std::atomic<bool> stopping{false};
+  std::atomic<std::size_t> open{0};
 
   asio::awaitable<void> accept_loop() {
     auto self = shared_from_this();
+    std::size_t next = 0;
     while (!stopping) {
-      auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+      Worker& worker = workers[next];
+      // The socket is created on the worker that will serve it.
+      auto [ec, socket] = co_await acceptor.async_accept(*worker.io, use_tuple);
       if (ec == asio::error::operation_aborted || stopping) break;
       if (ec) {
         // EMFILE and friends: back off briefly instead of spinning.
@@ -110,13 +124,15 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
         co_await pause.async_wait(use_tuple);
         continue;
       }
-      if (open >= limits.max_connections) {
+      if (open.load(std::memory_order_relaxed) >= limits.max_connections) {
         // Over the cap: refuse this one at once rather than let it queue behind the others.
         socket.close(ec);
         continue;
       }
       socket.set_option(tcp::no_delay(true), ec);
-      asio::co_spawn(acceptor.get_executor(), session(beast::tcp_stream(std::move(socket))),
+      open.fetch_add(1, std::memory_order_relaxed);
+      next = (next + 1) % workers.size();
+      asio::co_spawn(*worker.io, session(worker, beast::tcp_stream(std::move(socket))),
                      [](const std::exception_ptr& e) {
                        if (!e) return;
                        try {
@@ -206,13 +222,14 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
     co_return ReadOutcome{};
   }
 
-  asio::awaitable<void> session(beast::tcp_stream stream) {
+  // Runs on `worker`'s thread; the accept loop counted it in `open` already.
+  asio::awaitable<void> session(Worker& worker, beast::tcp_stream stream) {
     auto self = shared_from_this();
-    ++open;
     struct Closed {
-      std::size_t& open;
-      ~Closed() { --open; }
+      std::atomic<std::size_t>& open;
+      ~Closed() { open.fetch_sub(1, std::memory_order_relaxed); }
     } closed{open};
+    auto& idle = worker.idle;
     beast::flat_buffer buffer;
     for (;;) {
       http::request_parser<http::string_body> parser;
@@ -220,6 +237,12 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       parser.body_limit(limits.body_bytes);
       stream.expires_after(limits.read_timeout);
       const auto slot = idle.insert(idle.end(), &stream);
+      if (stopping) {
+        // stop() set the flag before it posted the cancel of idle sessions to this thread: a
+        // session that got here after that cancel ran sees the flag.
+        idle.erase(slot);
+        break;
+      }
       const ReadOutcome outcome = co_await read_request(stream, buffer, parser);
       idle.erase(slot);
       if (outcome.status != 0) {
@@ -232,7 +255,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       }
       if (outcome.close) break;
       auto& req = parser.get();
-      Response response = co_await routes.handle(to_request(req));
+      Response response = co_await worker.routes->handle(to_request(req));
       const bool keep_alive = req.keep_alive() && !stopping;
       auto msg = to_message(std::move(response), req.version(), keep_alive);
       stream.expires_after(limits.write_timeout);
@@ -266,12 +289,15 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
   }
 };
 
-HttpServer::HttpServer(asio::io_context& io, const tcp::endpoint& endpoint, Routes& routes,
+HttpServer::HttpServer(std::vector<HttpWorker> workers, const tcp::endpoint& endpoint,
                        HttpLimits limits)
-    : state_(std::make_shared<State>(io, endpoint, routes, limits)) {}
+    : state_(std::make_shared<State>(workers, endpoint, limits)) {}
 
 HttpServer::~HttpServer() {
-  stop();
+  // The workers' loops have stopped by now (they must outlive the server): close directly.
+  state_->stopping = true;
+  beast::error_code ignored;
+  state_->acceptor.close(ignored);
 }
 
 void HttpServer::start() {
@@ -280,13 +306,21 @@ void HttpServer::start() {
 
 void HttpServer::stop() {
   state_->stopping = true;
-  beast::error_code ignored;
-  state_->acceptor.close(ignored);
-  for (auto* stream : state_->idle) stream->socket().cancel(ignored);
+  // Each piece on the thread that owns it.
+  asio::post(state_->acceptor.get_executor(), [state = state_] {
+    beast::error_code ignored;
+    state->acceptor.close(ignored);
+  });
+  for (auto& worker : state_->workers) {
+    asio::post(*worker.io, [state = state_, &worker] {
+      beast::error_code ignored;
+      for (auto* stream : worker.idle) stream->socket().cancel(ignored);
+    });
+  }
 }
 
 std::size_t HttpServer::connections() const noexcept {
-  return state_->open;
+  return state_->open.load(std::memory_order_relaxed);
 }
 
 tcp::endpoint HttpServer::local_endpoint() const {

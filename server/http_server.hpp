@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <vector>
 
 namespace shardurl {
 
@@ -24,13 +25,23 @@ struct HttpLimits {
   std::size_t max_connections = 10000;
 };
 
-/// Accepts on `endpoint` and serves each connection with `routes`: keep-alive, pipelined requests
-/// answered in order, one request at a time per connection. Single-threaded: everything runs on
-/// `io`, which must outlive the server.
+/// One event loop that serves connections: its io_context runs on one thread, and `routes` (with
+/// everything behind it) belongs to that thread.
+struct HttpWorker {
+  boost::asio::io_context* io;
+  Routes* routes;
+};
+
+/// Accepts on `endpoint` and serves each connection with its worker's routes: keep-alive,
+/// pipelined requests answered in order, one request at a time per connection.
+///
+/// Threading: the acceptor runs on the first worker and hands each new connection to the next
+/// worker in turn; a connection then lives on that worker's thread for good, so nothing on the
+/// request path is shared between threads. The io_contexts must outlive the server.
 class HttpServer {
  public:
-  HttpServer(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
-             Routes& routes, HttpLimits limits = {});
+  HttpServer(std::vector<HttpWorker> workers, const boost::asio::ip::tcp::endpoint& endpoint,
+             HttpLimits limits = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -39,10 +50,11 @@ class HttpServer {
   void start();
 
   /// Stops accepting. Requests in flight finish; every connection closes after its current
-  /// response, and idle ones close at once.
+  /// response, and idle ones close at once. Callable from any thread: the work is posted to each
+  /// worker.
   void stop();
 
-  /// Connections open now.
+  /// Connections open now (all workers). Callable from any thread.
   [[nodiscard]] std::size_t connections() const noexcept;
 
   [[nodiscard]] boost::asio::ip::tcp::endpoint local_endpoint() const;

@@ -1,5 +1,8 @@
 #include "link_cache.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 namespace shardurl {
 
 std::optional<std::string_view> LinkCache::find(std::string_view id, Clock::time_point now) {
@@ -42,6 +45,24 @@ void LinkCache::evict(std::string_view id) {
   if (const auto it = index_.find(id); it != index_.end()) {
     order_.erase(it->second);
     index_.erase(it);
+  }
+}
+
+void CacheGroup::add(boost::asio::any_io_executor executor, LinkCache& cache) {
+  members_.push_back(Member{std::move(executor), &cache});
+}
+
+boost::asio::awaitable<void> CacheGroup::evict(std::string id) const {
+  namespace asio = boost::asio;
+  for (const auto& member : members_) {
+    // co_spawn onto the cache's own thread; use_awaitable brings us back to ours afterwards.
+    co_await asio::co_spawn(
+        member.executor,
+        [cache = member.cache, &id]() -> asio::awaitable<void> {
+          cache->evict(id);
+          co_return;
+        },
+        asio::use_awaitable);
   }
 }
 

@@ -2,7 +2,8 @@
 // created, only disappear, so an entry is right until its link is deleted: a delete evicts it here
 // at once, and `ttl` bounds how long another instance's delete can go unnoticed.
 //
-// Single-threaded, like everything a worker owns: no locks. Lookups allocate nothing.
+// Single-threaded, like everything a worker owns: no locks. Lookups allocate nothing. Each worker
+// has its own; CacheGroup reaches all of them for deletes.
 #pragma once
 
 #include <chrono>
@@ -12,6 +13,10 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
 
 namespace shardurl {
 
@@ -57,6 +62,24 @@ class LinkCache {
   Order order_;
   std::unordered_map<std::string, Order::iterator, Hash, std::equal_to<>> index_;
   std::uint64_t generation_ = 0;
+};
+
+/// Every worker's cache, so that a delete through one worker evicts the link from all of them.
+/// Built before the workers start, then read-only.
+class CacheGroup {
+ public:
+  /// `cache` lives on `executor`'s thread and must outlive the group.
+  void add(boost::asio::any_io_executor executor, LinkCache& cache);
+
+  /// Evicts `id` from every cache, each on its own thread; completes when all are done.
+  [[nodiscard]] boost::asio::awaitable<void> evict(std::string id) const;
+
+ private:
+  struct Member {
+    boost::asio::any_io_executor executor;
+    LinkCache* cache;
+  };
+  std::vector<Member> members_;
 };
 
 }  // namespace shardurl

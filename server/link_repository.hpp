@@ -36,8 +36,9 @@ class LinkRepository {
   /// repository executes, so requests skip parsing and planning.
   static std::string session_script();
 
-  /// `ring` and `batcher` must outlive the repository; shards are in ring order.
-  LinkRepository(const ring::Ring& ring, Batcher& batcher) : ring_(ring), batcher_(batcher) {}
+  /// `ring` and `batchers` must outlive the repository; shards are in ring order.
+  LinkRepository(const ring::Ring& ring, const BatcherGroup& batchers)
+      : ring_(ring), batcher_(batchers) {}
 
   /// The link stored under `id`, or std::nullopt when there is none (an expected miss).
   boost::asio::awaitable<StoreResult<std::optional<Link>>> find(std::string id);
@@ -60,7 +61,7 @@ class LinkRepository {
   boost::asio::awaitable<StoreResult<Claim>> insert(const std::string& url, const std::string& id);
 
   const ring::Ring& ring_;
-  Batcher& batcher_;
+  const BatcherGroup& batcher_;
 };
 
 }  // namespace shardurl

@@ -137,9 +137,10 @@ std::string server_json(const ring::Node& node) {
          std::to_string(node.weight) + "}";
 }
 
-Routes::Routes(LinkRepository& links, LinkCache& cache, const Shards& shards,
+Routes::Routes(LinkRepository& links, LinkCache& cache, const CacheGroup& caches,
+               const Shards& shards,
                RouteSettings settings, ApiKeys keys)
-    : links_(links), cache_(cache), shards_(shards), settings_(settings), keys_(std::move(keys)) {}
+    : links_(links), cache_(cache), caches_(caches), shards_(shards), settings_(settings), keys_(std::move(keys)) {}
 
 std::span<const RouteInfo> Routes::table() noexcept {
   return routes;
@@ -289,9 +290,10 @@ asio::awaitable<Response> Routes::redirect(std::string id) {
 asio::awaitable<Response> Routes::remove(std::string id, std::optional<std::string_view> key) {
   if (!key) co_return error_response(401, "an X-Api-Key header is required to delete links");
   if (!keys_.accepts(*key)) co_return error_response(403, "the API key is not valid");
-  cache_.evict(id);  // before and after: a lookup racing the delete must not re-cache it
+  // Every worker's cache, before and after: a lookup racing the delete must not re-cache it.
+  co_await caches_.evict(id);
   auto removed = co_await links_.remove(id);
-  cache_.evict(id);
+  co_await caches_.evict(id);
   if (!removed) co_return store_failure(removed.error());
   if (!*removed) co_return error_response(404, "Url with id: " + id + " was not found");
   co_return Response{204, "", "", {}};

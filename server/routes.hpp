@@ -18,6 +18,7 @@
 
 namespace shardurl {
 
+class CacheGroup;
 class LinkCache;
 class LinkRepository;
 class Shards;
@@ -57,8 +58,9 @@ struct RouteInfo {
 
 class Routes {
  public:
-  Routes(LinkRepository& links, LinkCache& cache, const Shards& shards, RouteSettings settings,
-         ApiKeys keys);
+  /// `cache` is this worker's; `caches` holds every worker's, for deletes.
+  Routes(LinkRepository& links, LinkCache& cache, const CacheGroup& caches, const Shards& shards,
+         RouteSettings settings, ApiKeys keys);
 
   /// Never throws for anything a client can send: every failure is a response. HEAD is answered
   /// as GET; the server drops the body.
@@ -79,6 +81,7 @@ class Routes {
 
   LinkRepository& links_;
   LinkCache& cache_;
+  const CacheGroup& caches_;
   const Shards& shards_;
   RouteSettings settings_;
   ApiKeys keys_;

@@ -236,6 +236,51 @@ class Product(unittest.TestCase):
                     self.assertLess(status, 400, f"{method} {concrete} answered {status}")
 
 
+class Workers(unittest.TestCase):
+    """Several event loops: connections are spread over them, each with its own cache."""
+
+    WORKERS = 4
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = harness.Server(BINARY, extra={"api_keys": [KEY], "workers": cls.WORKERS})
+        cls.c = Client(cls.server)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def test_the_log_names_the_workers(self):
+        self.assertIn(f"{self.WORKERS} workers", self.server.output())
+
+    def test_a_delete_through_one_worker_evicts_the_link_from_every_workers_cache(self):
+        url = "https://example.com/workers/" + uuid.uuid4().hex
+        _, _, body = self.c.call("POST", "/urls", {"url": url})
+        url_id = body["url_id"]
+        # Every request is a new connection, and connections go to the workers in turn: twice
+        # round puts the link in every worker's cache.
+        for _ in range(2 * self.WORKERS):
+            self.assertEqual(self.c.call("GET", "/urls/" + url_id)[0], 200)
+            self.assertEqual(self.c.call("GET", "/" + url_id)[0], 302)
+        self.assertEqual(self.c.call("DELETE", "/urls/" + url_id, headers={"X-Api-Key": KEY})[0], 204)
+        for _ in range(2 * self.WORKERS):
+            self.assertEqual(self.c.call("GET", "/urls/" + url_id)[0], 404)
+            self.assertEqual(self.c.call("GET", "/" + url_id)[0], 404)
+
+    def test_concurrent_creates_of_one_url_from_every_worker_agree_on_one_row(self):
+        import concurrent.futures
+        url = "https://example.com/workers/same/" + uuid.uuid4().hex
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda _: self.c.call("POST", "/urls", {"url": url}), range(64)))
+        statuses = sorted(a[0] for a in answers)
+        self.assertEqual(statuses.count(201), 1, statuses)
+        self.assertEqual(statuses.count(200), 63, statuses)
+        self.assertEqual(len({a[2]["url_id"] for a in answers}), 1)
+        port = harness.shard_ports()[harness.TUTORIAL_NAMES.index(RING.get_node(answers[0][2]["url_id"]))]
+        rows = harness.psql(port, f"SELECT count(*) FROM url_table WHERE url = '{url}'")
+        self.assertEqual(rows.strip(), "1")
+
+
 if __name__ == "__main__":
     BINARY = sys.argv.pop(1)
     unittest.main(verbosity=2)
