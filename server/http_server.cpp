@@ -9,6 +9,7 @@
 #include <boost/beast/http.hpp>
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 
 #include <algorithm>
 #include <array>
@@ -69,16 +70,43 @@ std::string_view http_date() {
   return {text.data(), length};
 }
 
-http::response<http::string_body> to_message(Response&& r, unsigned version, bool keep_alive) {
-  http::response<http::string_body> msg{static_cast<http::status>(r.status), version};
-  msg.set(http::field::server, "shardurl");
-  msg.set(http::field::date, http_date());
-  if (!r.content_type.empty()) msg.set(http::field::content_type, r.content_type);
-  for (auto& [name, value] : r.headers) msg.set(name, value);
-  msg.keep_alive(keep_alive);
-  msg.body() = std::move(r.body);
-  msg.prepare_payload();
-  return msg;
+// Writes a whole response into `out` (reused per connection, so a warm connection allocates
+// nothing here): status line, headers, and the body unless `head`. Beast's serializer walks a
+// buffers_cat view of every field per write, which showed in profiles; shardurl's headers are few
+// and known, so plain appends do. Header values come from shardurl itself (Location is
+// percent-encoded by location_value), never raw from a client.
+void render(const Response& r, unsigned version, bool keep_alive, bool head, std::string& out) {
+  const auto status = static_cast<http::status>(r.status);
+  out.clear();
+  out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  out += std::to_string(r.status);
+  out += ' ';
+  out += http::obsolete_reason(status);
+  out += "\r\nServer: shardurl\r\nDate: ";
+  out += http_date();
+  out += "\r\n";
+  if (!r.content_type.empty()) {
+    out += "Content-Type: ";
+    out += r.content_type;
+    out += "\r\n";
+  }
+  for (const auto& [name, value] : r.headers) {
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  // RFC 9110 section 8.6: no Content-Length on 1xx and 204 (and 304, which shardurl never sends).
+  const bool bodiless = r.status < 200 || r.status == 204 || r.status == 304;
+  if (!bodiless) {
+    out += "Content-Length: ";
+    out += std::to_string(r.body.size());
+    out += "\r\n";
+  }
+  if (version == 10 && keep_alive) out += "Connection: keep-alive\r\n";
+  if (version != 10 && !keep_alive) out += "Connection: close\r\n";
+  out += "\r\n";
+  if (!head && !bodiless) out += r.body;
 }
 
 Request to_request(const http::request<http::string_body>& req) {
@@ -231,6 +259,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
     } closed{open};
     auto& idle = worker.idle;
     beast::flat_buffer buffer;
+    std::string out;  // the response being written, reused
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(limits.header_bytes));
@@ -247,9 +276,9 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       idle.erase(slot);
       if (outcome.status != 0) {
         if (!stopping) {
-          auto msg = to_message(error_response(outcome.status, outcome.detail), 11, false);
+          render(error_response(outcome.status, outcome.detail), 11, false, false, out);
           stream.expires_after(limits.write_timeout);
-          co_await http::async_write(stream, msg, use_tuple);
+          co_await asio::async_write(stream, asio::buffer(out), use_tuple);
         }
         break;
       }
@@ -257,17 +286,10 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       auto& req = parser.get();
       Response response = co_await worker.routes->handle(to_request(req));
       const bool keep_alive = req.keep_alive() && !stopping;
-      auto msg = to_message(std::move(response), req.version(), keep_alive);
+      // HEAD: the headers GET would send, Content-Length included, and no body.
+      render(response, req.version(), keep_alive, req.method() == http::verb::head, out);
       stream.expires_after(limits.write_timeout);
-      beast::error_code write_ec;
-      if (req.method() == http::verb::head) {
-        // The headers GET would send, Content-Length included, and no body.
-        http::response_serializer<http::string_body> head(msg);
-        std::tie(write_ec, std::ignore) =
-            co_await http::async_write_header(stream, head, use_tuple);
-      } else {
-        std::tie(write_ec, std::ignore) = co_await http::async_write(stream, msg, use_tuple);
-      }
+      auto [write_ec, written] = co_await asio::async_write(stream, asio::buffer(out), use_tuple);
       if (write_ec || !keep_alive) break;
     }
     co_await linger(stream);
