@@ -9,6 +9,7 @@
 #include <boost/beast/http.hpp>
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
 #include <algorithm>
@@ -302,12 +303,25 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
     beast::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
     if (ec) co_return;
-    stream.expires_after(std::chrono::seconds(1));
+    stream.expires_never();
+    tcp::socket& socket = stream.socket();
+    asio::steady_timer timer(socket.get_executor(), std::chrono::seconds(1));
+    timer.async_wait([&socket](const beast::error_code& timer_ec) {
+      beast::error_code ignored;
+      if (!timer_ec) socket.cancel(ignored);  // ends the read below; the socket stays open
+    });
     std::array<char, 4096> sink{};
     for (;;) {
-      auto [read_ec, n] = co_await stream.async_read_some(asio::buffer(sink), use_tuple);
+      auto [read_ec, n] = co_await socket.async_read_some(asio::buffer(sink), use_tuple);
       if (read_ec) break;
     }
+    timer.cancel();
+    // A client that still trickles bytes may have sent one since the last read: take whatever is
+    // queued right before closing, so the close finds nothing unread (which would be a reset).
+    socket.non_blocking(true, ec);
+    while (!ec && socket.read_some(asio::buffer(sink), ec) > 0) {
+    }
+    socket.close(ec);
   }
 };
 
