@@ -17,6 +17,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -31,12 +32,35 @@ namespace pgasync {
 class Connection;
 }
 
+/// One statement's rows: its whole result, or its own row of a combined lookup (whose result it
+/// shares with the other lookups of its batch). Valid on any thread, for as long as it lives.
+class Rows {
+ public:
+  Rows(std::shared_ptr<const pgasync::QueryResult> result, int first, int count) noexcept
+      : result_(std::move(result)), first_(first), count_(count) {}
+
+  [[nodiscard]] int rows() const noexcept { return count_; }
+  [[nodiscard]] std::string_view get(int row, int column) const noexcept {
+    return result_->get(first_ + row, column);
+  }
+  /// The statement's command count (rows deleted, inserted, ...); a lookup's is its rows().
+  [[nodiscard]] std::uint64_t affected_rows() const noexcept;
+
+ private:
+  std::shared_ptr<const pgasync::QueryResult> result_;
+  int first_;
+  int count_;
+};
+
 class Batcher {
  public:
   struct Limits {
     std::size_t max_batch = 64;     // most statements in one pipeline (1: every one alone)
     std::size_t max_queued = 256;   // most waiting per shard; one more is refused (overloaded)
     std::size_t max_running = 8;    // drain loops per shard, each on its own pooled session
+    /// The prepared statement that lookup() uses: it takes a text[] of keys and returns one row
+    /// per key, in the array's order, whose first column is NULL when the key has no value.
+    std::string_view lookup_statement;
   };
 
   /// `shards` must outlive the Batcher and be used on `executor` (one thread).
@@ -48,10 +72,14 @@ class Batcher {
   /// Runs the prepared statement `statement` (a name that lives for the whole program) with text
   /// `params` on shard `shard`. `params[key]` orders the statement within its pipeline.
   /// Fails at once when the shard is down or its queue is full.
-  boost::asio::awaitable<StoreResult<pgasync::QueryResult>> run(std::size_t shard,
-                                                                std::string_view statement,
-                                                                std::vector<std::string> params,
-                                                                std::size_t key = 0);
+  boost::asio::awaitable<StoreResult<Rows>> run(std::size_t shard, std::string_view statement,
+                                                std::vector<std::string> params,
+                                                std::size_t key = 0);
+
+  /// The value stored under `key` on shard `shard` (Limits::lookup_statement): no rows when there
+  /// is none, else one row. All lookups in a batch go to the server as one statement with an
+  /// array of their keys, so a read costs PostgreSQL one index probe, not a statement of its own.
+  boost::asio::awaitable<StoreResult<Rows>> lookup(std::size_t shard, std::string key);
 
   [[nodiscard]] const std::string& shard_name(std::size_t shard) const noexcept {
     return shards_.name(shard);
@@ -60,10 +88,11 @@ class Batcher {
  private:
   struct Pending;
   struct Queue;
+  boost::asio::awaitable<StoreResult<Rows>> submit(std::size_t shard, Pending pending);
   boost::asio::awaitable<void> drain(std::shared_ptr<Queue> queue);
   boost::asio::awaitable<void> run_batch(Queue& queue, pgasync::Connection& conn,
                                          std::vector<Pending> batch);
-  void answer(Pending& pending, StoreResult<pgasync::QueryResult> result);
+  void answer(Pending& pending, StoreResult<Rows> result);
 
   boost::asio::any_io_executor executor_;
   Shards& shards_;
@@ -81,9 +110,14 @@ class BatcherGroup {
   void add(boost::asio::any_io_executor executor, Batcher& batcher);
 
   /// Batcher::run on the owning worker of `shard`, from any worker's thread.
-  [[nodiscard]] boost::asio::awaitable<StoreResult<pgasync::QueryResult>> run(
-      std::size_t shard, std::string_view statement, std::vector<std::string> params,
-      std::size_t key = 0) const;
+  [[nodiscard]] boost::asio::awaitable<StoreResult<Rows>> run(std::size_t shard,
+                                                              std::string_view statement,
+                                                              std::vector<std::string> params,
+                                                              std::size_t key = 0) const;
+
+  /// Batcher::lookup on the owning worker of `shard`.
+  [[nodiscard]] boost::asio::awaitable<StoreResult<Rows>> lookup(std::size_t shard,
+                                                                 std::string key) const;
 
   [[nodiscard]] const std::string& shard_name(std::size_t shard) const noexcept;
 
@@ -92,6 +126,8 @@ class BatcherGroup {
     boost::asio::any_io_executor executor;
     Batcher* batcher;
   };
+  template <class Call>
+  boost::asio::awaitable<StoreResult<Rows>> on_owner(std::size_t shard, Call call) const;
   std::vector<Member> members_;
 };
 

@@ -21,7 +21,12 @@ SELECT url, true FROM inserted
 UNION ALL
 SELECT url, false FROM url_table WHERE url_id = $2 AND NOT EXISTS (SELECT 1 FROM inserted))";
 
-constexpr std::string_view select_sql = "SELECT url FROM url_table WHERE url_id = $1";
+// One row per key, in the array's order; NULL where the id has no link. The Batcher sends every
+// read of a batch through this one statement (one index probe per id, one executor run for all).
+constexpr std::string_view select_sql = R"(
+SELECT t.url FROM unnest($1::text[]) WITH ORDINALITY AS k(id, n)
+LEFT JOIN url_table t ON t.url_id = k.id
+ORDER BY k.n)";
 constexpr std::string_view delete_sql = "DELETE FROM url_table WHERE url_id = $1";
 
 // Every pooled session prepares these when it opens, so each request skips parsing and planning.
@@ -33,18 +38,21 @@ constexpr int snapshot_retries = 3;
 
 }  // namespace
 
+std::string_view LinkRepository::lookup_statement() {
+  return select_statement;
+}
+
 std::string LinkRepository::session_script() {
   // SQL PREPARE names the statements that execute_prepared runs, all in one round trip.
   return "PREPARE " + std::string(insert_statement) + " (text, text) AS " +
-         std::string(insert_sql) + ";\nPREPARE " + std::string(select_statement) + " (text) AS " +
+         std::string(insert_sql) + ";\nPREPARE " + std::string(select_statement) + " (text[]) AS " +
          std::string(select_sql) + ";\nPREPARE " + std::string(delete_statement) + " (text) AS " +
          std::string(delete_sql);
 }
 
 asio::awaitable<StoreResult<std::optional<Link>>> LinkRepository::find(std::string id) {
   const std::size_t owner = ring_.owner_of(id);
-  std::vector<std::string> params{id};
-  auto rows = co_await batcher_.run(owner, select_statement, std::move(params));
+  auto rows = co_await batcher_.lookup(owner, id);
   if (!rows) co_return rows.error();
   if (rows->rows() == 0) co_return std::optional<Link>{};
   co_return std::optional<Link>{Link{std::move(id), std::string(rows->get(0, 0))}};

@@ -36,6 +36,9 @@ class LinkRepository {
   /// repository executes, so requests skip parsing and planning.
   static std::string session_script();
 
+  /// The statement the Batcher combines lookups into (see Batcher::Limits::lookup_statement).
+  static std::string_view lookup_statement();
+
   /// `ring` and `batchers` must outlive the repository; shards are in ring order.
   LinkRepository(const ring::Ring& ring, const BatcherGroup& batchers)
       : ring_(ring), batcher_(batchers) {}
