@@ -5,7 +5,6 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 
 #include <boost/asio/post.hpp>
@@ -14,6 +13,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <atomic>
 #include <ctime>
 #include <iostream>
@@ -76,37 +76,44 @@ std::string_view http_date() {
 // buffers_cat view of every field per write, which showed in profiles; shardurl's headers are few
 // and known, so plain appends do. Header values come from shardurl itself (Location is
 // percent-encoded by location_value), never raw from a client.
+void append_number(std::string& out, std::size_t n) {
+  std::array<char, 24> digits{};
+  const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), n).ptr;
+  out.append(digits.data(), end);
+}
+
 void render(const Response& r, unsigned version, bool keep_alive, bool head, std::string& out) {
+  using namespace std::string_view_literals;  // appends of known length: no strlen per header
   const auto status = static_cast<http::status>(r.status);
   out.clear();
-  out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  out += std::to_string(r.status);
+  out += version == 10 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv;
+  append_number(out, r.status);
   out += ' ';
-  out += http::obsolete_reason(status);
-  out += "\r\nServer: shardurl\r\nDate: ";
+  const auto reason = http::obsolete_reason(status);
+  out.append(reason.data(), reason.size());
+  out += "\r\nServer: shardurl\r\nDate: "sv;
   out += http_date();
-  out += "\r\n";
-  if (!r.content_type.empty()) {
-    out += "Content-Type: ";
-    out += r.content_type;
-    out += "\r\n";
-  }
-  for (const auto& [name, value] : r.headers) {
+  out += "\r\n"sv;
+  const auto header = [&out](std::string_view name, std::string_view value) {
+    if (value.empty()) return;
     out += name;
-    out += ": ";
     out += value;
-    out += "\r\n";
-  }
+    out += "\r\n"sv;
+  };
+  header("Content-Type: "sv, r.content_type);
+  header("Location: "sv, r.location);
+  header("Cache-Control: "sv, r.cache_control);
+  header("Allow: "sv, r.allow);
   // RFC 9110 section 8.6: no Content-Length on 1xx and 204 (and 304, which shardurl never sends).
   const bool bodiless = r.status < 200 || r.status == 204 || r.status == 304;
   if (!bodiless) {
-    out += "Content-Length: ";
-    out += std::to_string(r.body.size());
-    out += "\r\n";
+    out += "Content-Length: "sv;
+    append_number(out, r.body.size());
+    out += "\r\n"sv;
   }
-  if (version == 10 && keep_alive) out += "Connection: keep-alive\r\n";
-  if (version != 10 && !keep_alive) out += "Connection: close\r\n";
-  out += "\r\n";
+  if (version == 10 && keep_alive) out += "Connection: keep-alive\r\n"sv;
+  if (version != 10 && !keep_alive) out += "Connection: close\r\n"sv;
+  out += "\r\n"sv;
   if (!head && !bodiless) out += r.body;
 }
 
@@ -119,22 +126,66 @@ Request to_request(const http::request<http::string_body>& req) {
 }  // namespace
 
 struct HttpServer::State : std::enable_shared_from_this<State> {
+  using Clock = std::chrono::steady_clock;
+  struct Connection;
+  // Connections in one phase, oldest deadline first. Every connection in a list got the same
+  // timeout when it joined the back, so deadlines only grow towards the back: the sweeper looks
+  // at the front only, and a connection changes phase with an O(1) splice, allocating nothing.
+  using Phase = std::list<Connection*>;
+
+  // One connection: its socket, and where its session is. The deadline is per phase, not per
+  // socket operation: a request's header block and body share one read deadline, so a client
+  // trickling a byte at a time is cut off like a silent one.
+  struct Connection {
+    explicit Connection(tcp::socket s) : socket(std::move(s)) {}
+    tcp::socket socket;
+    Clock::time_point deadline = Clock::time_point::max();
+    Phase* phase = nullptr;
+    Phase::iterator node;
+  };
+
   struct Worker {
     asio::io_context* io;
     Routes* routes;
-    // Sessions waiting for a request: closed at once on stop(). Busy ones close after answering.
-    // Only touched on this worker's thread.
-    std::list<beast::tcp_stream*> idle;
+    // Only touched on this worker's thread. `reading`: waiting for (or reading) a request; stop()
+    // closes these at once, busy ones close after answering. `writing`: sending an answer.
+    // `busy`: waiting for the routes (the shards), under no deadline of the server's own.
+    Phase reading;
+    Phase writing;
+    Phase busy;
   };
+
+  // Moves `c` to the back of `to` with `timeout` from now (or none, for `busy`).
+  static void enter(Connection& c, Phase& to, std::chrono::milliseconds timeout) {
+    if (c.phase == nullptr) {
+      c.node = to.insert(to.end(), &c);
+    } else {
+      to.splice(to.end(), *c.phase, c.node);
+    }
+    c.phase = &to;
+    c.deadline = timeout == std::chrono::milliseconds::max() ? Clock::time_point::max()
+                                                             : Clock::now() + timeout;
+  }
+  static void leave(Connection& c) {
+    if (c.phase != nullptr) c.phase->erase(c.node);
+    c.phase = nullptr;
+  }
 
   State(const std::vector<HttpWorker>& ws, const tcp::endpoint& endpoint, HttpLimits l)
       : acceptor(*ws.at(0).io, endpoint), limits(l) {
-    for (const auto& w : ws) workers.push_back(Worker{w.io, w.routes, {}});
+    for (const auto& w : ws) workers.push_back(Worker{w.io, w.routes, {}, {}, {}});
+    // Deadlines are enforced to within a twentieth of the shortest timeout (at most 100 ms
+    // late): a sweep looks only at the expired front of each phase, so it costs nothing per
+    // connection that is within its time.
+    sweep_every = std::clamp<std::chrono::milliseconds>(
+        std::min(limits.read_timeout, limits.write_timeout) / 20, std::chrono::milliseconds(5),
+        std::chrono::milliseconds(100));
   }
 
   tcp::acceptor acceptor;  // on the first worker
   std::vector<Worker> workers;
   HttpLimits limits;
+  std::chrono::milliseconds sweep_every{100};
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> open{0};
 
@@ -161,7 +212,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       socket.set_option(tcp::no_delay(true), ec);
       open.fetch_add(1, std::memory_order_relaxed);
       next = (next + 1) % workers.size();
-      asio::co_spawn(*worker.io, session(worker, beast::tcp_stream(std::move(socket))),
+      asio::co_spawn(*worker.io, session(worker, std::move(socket)),
                      [](const std::exception_ptr& e) {
                        if (!e) return;
                        try {
@@ -170,6 +221,27 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
                          std::clog << "shardurl: session failed: " << ex.what() << "\n";
                        }
                      });
+    }
+  }
+
+  // Cancels the socket operation of every connection past its deadline, on `worker`'s thread. A
+  // connection that was between two operations when cancelled stays at the front and is
+  // cancelled again next time, until its session moves on (or ends).
+  asio::awaitable<void> sweep(Worker& worker) {
+    auto self = shared_from_this();
+    asio::steady_timer tick(*worker.io);
+    for (;;) {
+      tick.expires_after(sweep_every);
+      auto [ec] = co_await tick.async_wait(use_tuple);
+      if (ec) co_return;
+      const auto now = Clock::now();
+      for (Phase* phase : {&worker.reading, &worker.writing}) {
+        for (Connection* c : *phase) {
+          if (c->deadline > now) break;
+          beast::error_code ignored;
+          c->socket.cancel(ignored);
+        }
+      }
     }
   }
 
@@ -187,8 +259,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
   // Reads until `buffer` holds a whole header block (up to the blank line). Bytes that can never
   // be part of a header (control characters other than CR, LF and HTAB: binary garbage, a TLS
   // handshake) end it at once instead of waiting out the read deadline.
-  asio::awaitable<HeaderBlock> read_header_block(beast::tcp_stream& stream,
-                                                 beast::flat_buffer& buffer) {
+  asio::awaitable<HeaderBlock> read_header_block(tcp::socket& stream, beast::flat_buffer& buffer) {
     using Status = HeaderBlock::Status;
     std::size_t searched = 0;
     for (;;) {
@@ -214,7 +285,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
 
   // Reads one request in two steps: the header block, checked as raw bytes and then parsed, and
   // then the body, which is only read when the header is acceptable.
-  asio::awaitable<ReadOutcome> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+  asio::awaitable<ReadOutcome> read_request(tcp::socket& stream, beast::flat_buffer& buffer,
                                             http::request_parser<http::string_body>& parser) {
     const HeaderBlock header = co_await read_header_block(stream, buffer);
     switch (header.status) {
@@ -252,33 +323,36 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
   }
 
   // Runs on `worker`'s thread; the accept loop counted it in `open` already.
-  asio::awaitable<void> session(Worker& worker, beast::tcp_stream stream) {
+  asio::awaitable<void> session(Worker& worker, tcp::socket socket) {
     auto self = shared_from_this();
     struct Closed {
       std::atomic<std::size_t>& open;
       ~Closed() { open.fetch_sub(1, std::memory_order_relaxed); }
     } closed{open};
-    auto& idle = worker.idle;
+    Connection conn(std::move(socket));
+    struct Leave {
+      Connection& c;
+      ~Leave() { leave(c); }
+    } leave_on_exit{conn};
+    auto& stream = conn.socket;
     beast::flat_buffer buffer;
     std::string out;  // the response being written, reused
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(limits.header_bytes));
       parser.body_limit(limits.body_bytes);
-      stream.expires_after(limits.read_timeout);
-      const auto slot = idle.insert(idle.end(), &stream);
+      enter(conn, worker.reading, limits.read_timeout);
       if (stopping) {
-        // stop() set the flag before it posted the cancel of idle sessions to this thread: a
+        // stop() set the flag before it posted the cancel of reading sessions to this thread: a
         // session that got here after that cancel ran sees the flag.
-        idle.erase(slot);
         break;
       }
       const ReadOutcome outcome = co_await read_request(stream, buffer, parser);
-      idle.erase(slot);
+      enter(conn, worker.busy, std::chrono::milliseconds::max());
       if (outcome.status != 0) {
         if (!stopping) {
           render(error_response(outcome.status, outcome.detail), 11, false, false, out);
-          stream.expires_after(limits.write_timeout);
+          enter(conn, worker.writing, limits.write_timeout);
           co_await asio::async_write(stream, asio::buffer(out), use_tuple);
         }
         break;
@@ -289,22 +363,21 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       const bool keep_alive = req.keep_alive() && !stopping;
       // HEAD: the headers GET would send, Content-Length included, and no body.
       render(response, req.version(), keep_alive, req.method() == http::verb::head, out);
-      stream.expires_after(limits.write_timeout);
+      enter(conn, worker.writing, limits.write_timeout);
       auto [write_ec, written] = co_await asio::async_write(stream, asio::buffer(out), use_tuple);
       if (write_ec || !keep_alive) break;
     }
+    leave(conn);
     co_await linger(stream);
   }
 
   // Closes gracefully: send FIN, then read and discard what the client still sends until it closes
   // too (or a second passes). Closing with unread bytes would make the kernel answer with a reset,
   // and the client could lose the response it was about to read.
-  static asio::awaitable<void> linger(beast::tcp_stream& stream) {
+  static asio::awaitable<void> linger(tcp::socket& socket) {
     beast::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    socket.shutdown(tcp::socket::shutdown_send, ec);
     if (ec) co_return;
-    stream.expires_never();
-    tcp::socket& socket = stream.socket();
     asio::steady_timer timer(socket.get_executor(), std::chrono::seconds(1));
     timer.async_wait([&socket](const beast::error_code& timer_ec) {
       beast::error_code ignored;
@@ -338,6 +411,9 @@ HttpServer::~HttpServer() {
 
 void HttpServer::start() {
   asio::co_spawn(state_->acceptor.get_executor(), state_->accept_loop(), asio::detached);
+  for (auto& worker : state_->workers) {
+    asio::co_spawn(*worker.io, state_->sweep(worker), asio::detached);
+  }
 }
 
 void HttpServer::stop() {
@@ -350,7 +426,7 @@ void HttpServer::stop() {
   for (auto& worker : state_->workers) {
     asio::post(*worker.io, [state = state_, &worker] {
       beast::error_code ignored;
-      for (auto* stream : worker.idle) stream->socket().cancel(ignored);
+      for (auto* c : worker.reading) c->socket.cancel(ignored);
     });
   }
 }

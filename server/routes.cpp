@@ -33,15 +33,28 @@ constexpr std::array<RouteInfo, 6> routes = {{
 constexpr std::string_view missing_full_url =
     R"({"detail":[{"loc":["query","full_url"],"msg":"field required","type":"value_error.missing"}]})";
 
+// A JSON answer with no headers beyond the ones every answer has.
+Response json_answer(unsigned status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+// An answer that needs no waiting, as the awaitable handle() returns.
+asio::awaitable<Response> answered(Response r) {
+  co_return r;
+}
+
 bool is_read(verb method) {
   return method == verb::get || method == verb::head;
 }
 
-std::string link_json(const Link& link, const ring::Node& node) {
+std::string link_json(std::string_view id, std::string_view url, const ring::Node& node) {
   std::string out = R"({"url_id":)";
-  out += json::serialize(json::string_view(link.id));
+  out += json::serialize(json::string_view(id));
   out += R"(,"url":)";
-  out += json::serialize(json::string_view(link.url));
+  out += json::serialize(json::string_view(url));
   out += R"(,"server":)";
   out += server_json(node);
   out += '}';
@@ -63,7 +76,7 @@ Response store_failure(const StoreError& e) {
 
 Response method_not_allowed(std::string_view allow) {
   Response r = error_response(405, "Method Not Allowed");
-  r.headers.emplace_back("Allow", std::string(allow));
+  r.allow = allow;  // from the static route table
   return r;
 }
 
@@ -124,10 +137,7 @@ std::variant<CreateBody, std::string> parse_create_body(std::string_view body) {
 }  // namespace
 
 Response error_response(unsigned status, std::string_view detail) {
-  return {status,
-          R"({"detail":)" + json::serialize(json::string_view(detail)) + "}",
-          "application/json",
-          {}};
+  return json_answer(status, R"({"detail":)" + json::serialize(json::string_view(detail)) + "}");
 }
 
 std::string server_json(const ring::Node& node) {
@@ -138,53 +148,60 @@ std::string server_json(const ring::Node& node) {
 }
 
 Routes::Routes(LinkRepository& links, LinkCache& cache, const CacheGroup& caches,
-               const Shards& shards,
-               RouteSettings settings, ApiKeys keys)
-    : links_(links), cache_(cache), caches_(caches), shards_(shards), settings_(settings), keys_(std::move(keys)) {}
+               const Shards& shards, RouteSettings settings, ApiKeys keys)
+    : links_(links),
+      cache_(cache),
+      caches_(caches),
+      shards_(shards),
+      settings_(settings),
+      keys_(std::move(keys)) {}
 
 std::span<const RouteInfo> Routes::table() noexcept {
   return routes;
 }
 
+// Not a coroutine itself: it picks the route and returns that route's coroutine (or an answer
+// that is ready), so a request costs one coroutine frame less. What a route's coroutine keeps
+// must not point into `parsed`, which dies here: ids and URLs are passed by value.
 asio::awaitable<Response> Routes::handle(const Request& request) {
   auto parsed = parse_target(request.target);
-  if (auto* why = std::get_if<std::string>(&parsed)) co_return error_response(400, *why);
+  if (auto* why = std::get_if<std::string>(&parsed)) return answered(error_response(400, *why));
   auto& target = std::get<RequestTarget>(parsed);
   auto& path = target.segments;
   const verb method = request.method;
 
   if (path.size() == 1 && path[0] == "urls") {
-    if (method != verb::post) co_return method_not_allowed(allow_for("/urls"));
+    if (method != verb::post) return answered(method_not_allowed(allow_for("/urls")));
     if (const auto* full_url = target.param("full_url")) {
-      co_return co_await create_from_query(*full_url);
+      return create_from_query(*full_url);
     }
-    if (is_json(request.content_type)) co_return co_await create_from_json(request.body);
-    co_return Response{422, std::string(missing_full_url), "application/json", {}};
+    if (is_json(request.content_type)) return create_from_json(request.body);
+    return answered(json_answer(422, std::string(missing_full_url)));
   }
   if (path.size() == 2 && path[0] == "urls") {
-    if (auto refused = implausible_id(path[1])) co_return std::move(*refused);
-    if (is_read(method)) co_return co_await get(std::move(path[1]));
-    if (method == verb::delete_) co_return co_await remove(std::move(path[1]), request.api_key);
-    co_return method_not_allowed(allow_for("/urls/{url_id}"));
+    if (auto refused = implausible_id(path[1])) return answered(std::move(*refused));
+    if (is_read(method)) return get(std::move(path[1]));
+    if (method == verb::delete_) return remove(std::move(path[1]), request.api_key);
+    return answered(method_not_allowed(allow_for("/urls/{url_id}")));
   }
   if (path.size() == 1 && path[0] == "healthz") {
-    if (!is_read(method)) co_return method_not_allowed(allow_for("/healthz"));
-    co_return Response{200, R"({"status":"ok"})", "application/json", {}};
+    if (!is_read(method)) return answered(method_not_allowed(allow_for("/healthz")));
+    return answered(json_answer(200, R"({"status":"ok"})"));
   }
   if (path.size() == 1 && path[0] == "readyz") {
-    if (!is_read(method)) co_return method_not_allowed(allow_for("/readyz"));
-    co_return ready();
+    if (!is_read(method)) return answered(method_not_allowed(allow_for("/readyz")));
+    return answered(ready());
   }
   if (path.size() == 1 && path[0] == "openapi.json") {
-    if (!is_read(method)) co_return method_not_allowed(allow_for("/openapi.json"));
-    co_return Response{200, std::string(openapi_json()), "application/json", {}};
+    if (!is_read(method)) return answered(method_not_allowed(allow_for("/openapi.json")));
+    return answered(json_answer(200, std::string(openapi_json())));
   }
   if (path.size() == 1 && !is_reserved(path[0])) {
-    if (auto refused = implausible_id(path[0])) co_return std::move(*refused);
-    if (!is_read(method)) co_return method_not_allowed(allow_for("/{url_id}"));
-    co_return co_await redirect(std::move(path[0]));
+    if (auto refused = implausible_id(path[0])) return answered(std::move(*refused));
+    if (!is_read(method)) return answered(method_not_allowed(allow_for("/{url_id}")));
+    return redirect(std::move(path[0]));
   }
-  co_return error_response(404, "Not Found");
+  return answered(error_response(404, "Not Found"));
 }
 
 // Readiness: every shard's state; 200 only when none is down.
@@ -210,10 +227,10 @@ Response Routes::ready() const {
     body["detail"] = "shards not ready: " + down;
   }
   body["shards"] = std::move(states);
-  return Response{down.empty() ? 200u : 503u, json::serialize(body), "application/json", {}};
+  return json_answer(down.empty() ? 200u : 503u, json::serialize(body));
 }
 
-asio::awaitable<Response> Routes::create_from_query(const std::string& url) {
+asio::awaitable<Response> Routes::create_from_query(std::string url) {
   if (auto problem = url_problem(url, settings_.max_url_length)) {
     co_return error_response(422, *problem);
   }
@@ -221,7 +238,7 @@ asio::awaitable<Response> Routes::create_from_query(const std::string& url) {
   if (!created) co_return store_failure(created.error());
   const auto& link = created->link;
   // The tutorial's form answers 200 whether or not the link is new.
-  co_return Response{200, link_json(link, links_.ring().node_of(link.id)), "application/json", {}};
+  co_return json_answer(200, link_json(link.id, link.url, links_.ring().node_of(link.id)));
 }
 
 asio::awaitable<Response> Routes::create_from_json(std::string_view body) {
@@ -235,10 +252,8 @@ asio::awaitable<Response> Routes::create_from_json(std::string_view body) {
     auto created = co_await links_.create(std::move(request.url));
     if (!created) co_return store_failure(created.error());
     const auto& link = created->link;
-    co_return Response{created->created ? 201u : 200u,
-                       link_json(link, links_.ring().node_of(link.id)),
-                       "application/json",
-                       {}};
+    co_return json_answer(created->created ? 201u : 200u,
+                          link_json(link.id, link.url, links_.ring().node_of(link.id)));
   }
   if (auto problem = alias_problem(*request.alias)) co_return error_response(422, *problem);
   auto claimed = co_await links_.claim(request.url, *request.alias);
@@ -248,16 +263,11 @@ asio::awaitable<Response> Routes::create_from_json(std::string_view body) {
                              "alias " + *request.alias + " is already used for a different URL");
   }
   const Link link{std::move(*request.alias), std::move(request.url)};
-  co_return Response{*claimed == Claim::created ? 201u : 200u,
-                     link_json(link, links_.ring().node_of(link.id)),
-                     "application/json",
-                     {}};
+  co_return json_answer(*claimed == Claim::created ? 201u : 200u,
+                        link_json(link.id, link.url, links_.ring().node_of(link.id)));
 }
 
 asio::awaitable<StoreResult<std::optional<std::string>>> Routes::lookup(const std::string& id) {
-  if (auto hit = cache_.find(id, LinkCache::Clock::now())) {
-    co_return std::optional<std::string>(std::in_place, *hit);
-  }
   const auto generation = cache_.generation();
   auto found = co_await links_.find(id);
   if (!found) co_return found.error();
@@ -266,25 +276,37 @@ asio::awaitable<StoreResult<std::optional<std::string>>> Routes::lookup(const st
   co_return std::optional<std::string>(std::move((*found)->url));
 }
 
+Response Routes::link_found(std::string_view id, std::string_view url) const {
+  return json_answer(200, link_json(id, url, links_.ring().node_of(id)));
+}
+
+Response Routes::redirect_to(std::string_view url) const {
+  Response r;
+  r.status = settings_.redirect_status;
+  r.content_type = {};
+  r.location = location_value(url);
+  // Permanent redirects are cached by browsers for ever unless told otherwise: keep that private
+  // and short, so a deleted link stops redirecting soon. Temporary ones are not cached at all.
+  if (r.status == 301 || r.status == 308) r.cache_control = "private, max-age=90";
+  return r;
+}
+
+// A cache hit is answered from the cached string itself, before anything can suspend (and so
+// before anything else on this thread can touch the cache).
 asio::awaitable<Response> Routes::get(std::string id) {
+  if (auto hit = cache_.find(id, LinkCache::Clock::now())) co_return link_found(id, *hit);
   auto url = co_await lookup(id);
   if (!url) co_return store_failure(url.error());
   if (!*url) co_return error_response(404, "Url with id: " + id + " was not found");
-  const Link link{std::move(id), std::move(**url)};
-  co_return Response{200, link_json(link, links_.ring().node_of(link.id)), "application/json", {}};
+  co_return link_found(id, **url);
 }
 
 asio::awaitable<Response> Routes::redirect(std::string id) {
+  if (auto hit = cache_.find(id, LinkCache::Clock::now())) co_return redirect_to(*hit);
   auto url = co_await lookup(id);
   if (!url) co_return store_failure(url.error());
   if (!*url) co_return error_response(404, "Url with id: " + id + " was not found");
-  Response r{settings_.redirect_status, "", "", {}};
-  r.headers.emplace_back("Location", location_value(**url));
-  // Permanent redirects are cached by browsers for ever unless told otherwise: keep that private
-  // and short, so a deleted link stops redirecting soon. Temporary ones are not cached at all.
-  if (r.status == 301 || r.status == 308)
-    r.headers.emplace_back("Cache-Control", "private, max-age=90");
-  co_return r;
+  co_return redirect_to(**url);
 }
 
 asio::awaitable<Response> Routes::remove(std::string id, std::optional<std::string_view> key) {
@@ -296,7 +318,10 @@ asio::awaitable<Response> Routes::remove(std::string id, std::optional<std::stri
   co_await caches_.evict(id);
   if (!removed) co_return store_failure(removed.error());
   if (!*removed) co_return error_response(404, "Url with id: " + id + " was not found");
-  co_return Response{204, "", "", {}};
+  Response done;
+  done.status = 204;
+  done.content_type = {};
+  co_return done;
 }
 
 }  // namespace shardurl

@@ -31,11 +31,15 @@ struct Request {
   std::optional<std::string_view> api_key;  // X-Api-Key
 };
 
+/// An answer. The few headers shardurl sends besides the ones every answer has are fields of
+/// their own, so that building a response allocates for the body and Location only.
 struct Response {
   unsigned status = 200;
   std::string body;
   std::string_view content_type = "application/json";  // empty: no Content-Type (empty body)
-  std::vector<std::pair<std::string_view, std::string>> headers;
+  std::string location;            // Location, when not empty (already percent-encoded)
+  std::string_view cache_control;  // Cache-Control, when not empty
+  std::string_view allow;          // Allow (405), when not empty
 };
 
 /// {"detail": detail}, the shape of every error body.
@@ -70,10 +74,12 @@ class Routes {
   static std::span<const RouteInfo> table() noexcept;
 
  private:
-  boost::asio::awaitable<Response> create_from_query(const std::string& url);
+  boost::asio::awaitable<Response> create_from_query(std::string url);
   boost::asio::awaitable<Response> create_from_json(std::string_view body);
-  /// The URL stored under `id`, from the cache when it is there.
+  /// The URL stored under `id`, from the shard (the cache missed), and cached.
   boost::asio::awaitable<StoreResult<std::optional<std::string>>> lookup(const std::string& id);
+  Response link_found(std::string_view id, std::string_view url) const;
+  Response redirect_to(std::string_view url) const;
   boost::asio::awaitable<Response> get(std::string id);
   boost::asio::awaitable<Response> redirect(std::string id);
   boost::asio::awaitable<Response> remove(std::string id, std::optional<std::string_view> key);

@@ -1,9 +1,6 @@
 #include "validation.hpp"
 
 #include <boost/url/parse.hpp>
-#include <boost/url/rfc/gen_delim_chars.hpp>
-#include <boost/url/rfc/sub_delim_chars.hpp>
-#include <boost/url/rfc/unreserved_chars.hpp>
 #include <boost/url/scheme.hpp>
 
 #include <algorithm>
@@ -72,11 +69,6 @@ bool browser_encodes(unsigned char c) noexcept {
 bool forbidden_in_host(unsigned char c) noexcept {
   return c <= 0x20 || c == 0x7f ||
          std::string_view("#%/:<>?@[\\]^|").find(static_cast<char>(c)) != std::string_view::npos;
-}
-
-bool is_uri_char(char c) noexcept {
-  return boost::urls::unreserved_chars(c) || boost::urls::gen_delim_chars(c) ||
-         boost::urls::sub_delim_chars(c);
 }
 
 }  // namespace
@@ -168,17 +160,42 @@ bool is_reserved(std::string_view word) noexcept {
   });
 }
 
+namespace {
+
+// RFC 3986's unreserved, gen-delims and sub-delims: the bytes a Location value carries as they are
+// (with '%' only as part of a valid escape). One table lookup a byte: redirects call this on
+// every answer. validation_test checks it against Boost.URL's character sets.
+constexpr std::array<bool, 256> uri_chars = [] {
+  std::array<bool, 256> t{};
+  for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (const char c : std::string_view("-._~:/?#[]@!$&'()*+,;=")) {
+    t[static_cast<unsigned char>(c)] = true;
+  }
+  return t;
+}();
+
+bool needs_escape(std::string_view s, std::size_t i) noexcept {
+  const char c = s[i];
+  if (c == '%') return !(i + 2 < s.size() && is_hex(s[i + 1]) && is_hex(s[i + 2]));
+  return !uri_chars[static_cast<unsigned char>(c)];
+}
+
+}  // namespace
+
 std::string location_value(std::string_view stored_url) {
+  std::size_t i = 0;
+  while (i < stored_url.size() && !needs_escape(stored_url, i)) ++i;
+  if (i == stored_url.size()) return std::string(stored_url);  // the usual case: one copy
   std::string out;
-  out.reserve(stored_url.size());
-  for (std::size_t i = 0; i < stored_url.size(); ++i) {
-    const char c = stored_url[i];
-    const bool valid_escape = c == '%' && i + 2 < stored_url.size() && is_hex(stored_url[i + 1]) &&
-                              is_hex(stored_url[i + 2]);
-    if (valid_escape || (c != '%' && is_uri_char(c))) {
-      out += c;
+  out.reserve(stored_url.size() + 16);
+  out.append(stored_url.substr(0, i));
+  for (; i < stored_url.size(); ++i) {
+    if (needs_escape(stored_url, i)) {
+      append_escape(out, static_cast<unsigned char>(stored_url[i]));
     } else {
-      append_escape(out, static_cast<unsigned char>(c));
+      out += stored_url[i];
     }
   }
   return out;

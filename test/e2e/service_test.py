@@ -155,6 +155,71 @@ class TutorialApi(unittest.TestCase):
         self.assertEqual(self.server.request("GET", "/healthz")[0], 200)
 
 
+class ReadDeadline(unittest.TestCase):
+    """http.read_timeout_ms bounds a whole request, and an idle keep-alive connection."""
+    TIMEOUT_S = 0.4
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = harness.Server(BINARY, extra={"http": {"read_timeout_ms": 400}})
+
+    @classmethod
+    def tearDownClass(cls):
+        output = cls.server.output()
+        code = cls.server.stop()
+        assert code == 0, f"shardurl exited {code}:\n{output}"
+
+    def closed_after(self, sock, send_every=None, chunk=b""):
+        """Seconds until the server closes `sock` (reads EOF or a reset), sending `chunk` every
+        `send_every` seconds meanwhile."""
+        started = time.monotonic()
+        sock.settimeout(send_every or 5)
+        while time.monotonic() - started < 5:
+            try:
+                if sock.recv(4096) == b"":
+                    return time.monotonic() - started
+            except socket.timeout:
+                try:
+                    sock.sendall(chunk)
+                except OSError:
+                    return time.monotonic() - started
+            except ConnectionResetError:
+                return time.monotonic() - started
+        self.fail("the server kept the connection open for 5 s")
+
+    def test_an_idle_keep_alive_connection_is_closed_after_the_read_timeout(self):
+        with socket.create_connection(("127.0.0.1", self.server.port), timeout=5) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, body = read_response(sock.makefile("rb"))
+            self.assertEqual((status, body), (200, {"status": "ok"}))
+            elapsed = self.closed_after(sock)
+        self.assertGreaterEqual(elapsed, self.TIMEOUT_S - 0.05)
+        self.assertLess(elapsed, self.TIMEOUT_S + 0.5)
+
+    def test_a_request_trickling_a_byte_at_a_time_is_cut_off_at_the_deadline(self):
+        # Every byte comes well within the timeout, yet the request as a whole must not outlive it.
+        with socket.create_connection(("127.0.0.1", self.server.port), timeout=5) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+            elapsed = self.closed_after(sock, send_every=0.05, chunk=b"X")
+        self.assertGreaterEqual(elapsed, self.TIMEOUT_S - 0.05)
+        self.assertLess(elapsed, self.TIMEOUT_S + 0.5)
+
+    def test_a_busy_connection_keeps_being_served_past_the_timeout(self):
+        # The deadline is per request: a client that keeps sending requests keeps its connection.
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=5)
+        conn.connect()
+        local = conn.sock.getsockname()
+        started = time.monotonic()
+        while time.monotonic() - started < 3 * self.TIMEOUT_S:
+            conn.request("GET", "/healthz")
+            resp = conn.getresponse()
+            resp.read()
+            self.assertEqual(resp.status, 200)
+            self.assertEqual(conn.sock.getsockname(), local, "the connection was replaced")
+            time.sleep(0.1)
+        conn.close()
+
+
 class ServeLifecycle(unittest.TestCase):
     def test_a_shard_down_at_start_costs_only_its_keys_and_is_used_once_it_is_up(self):
         ports = harness.shard_ports()

@@ -104,7 +104,8 @@ std::vector<std::string> numbers(int n) {
 
 TEST_CASE("concurrent statements share transactions, and each gets its own answer", "[batcher]") {
   const auto values = numbers(300);
-  const auto out = run_all(one_shard(conninfo()), "batch_echo", values, {64, 1000, 1});
+  const auto out =
+      run_all(one_shard(conninfo()), "batch_echo", values, {64, 1000, 1, "batch_lookup"});
   std::set<std::string> txids;
   for (std::size_t i = 0; i < values.size(); ++i) {
     INFO("statement " << i << ": " << out[i].error.detail);
@@ -120,7 +121,8 @@ TEST_CASE("concurrent statements share transactions, and each gets its own answe
 
 TEST_CASE("max_batch 1 sends every statement alone", "[batcher]") {
   const auto values = numbers(40);
-  const auto out = run_all(one_shard(conninfo()), "batch_echo", values, {1, 1000, 1});
+  const auto out =
+      run_all(one_shard(conninfo()), "batch_echo", values, {1, 1000, 1, "batch_lookup"});
   std::set<std::string> txids;
   for (const auto& o : out) {
     REQUIRE(o.ok);
@@ -134,7 +136,8 @@ TEST_CASE("a failing statement is answered with its error and the rest of its ba
   auto values = numbers(100);
   values[10] = "0";  // division by zero
   values[70] = "0";
-  const auto out = run_all(one_shard(conninfo()), "batch_divide", values, {64, 1000, 1});
+  const auto out =
+      run_all(one_shard(conninfo()), "batch_divide", values, {64, 1000, 1, "batch_lookup"});
   for (std::size_t i = 0; i < values.size(); ++i) {
     INFO("statement " << i << ": " << out[i].error.detail);
     if (values[i] == "0") {
@@ -150,7 +153,8 @@ TEST_CASE("a failing statement is answered with its error and the rest of its ba
 
 TEST_CASE("a full queue refuses at once with shard_overloaded", "[batcher]") {
   const auto values = numbers(50);
-  const auto out = run_all(one_shard(conninfo()), "batch_echo", values, {64, 10, 1});
+  const auto out =
+      run_all(one_shard(conninfo()), "batch_echo", values, {64, 10, 1, "batch_lookup"});
   int ok = 0;
   int overloaded = 0;
   for (const auto& o : out) {
@@ -165,11 +169,10 @@ TEST_CASE("a full queue refuses at once with shard_overloaded", "[batcher]") {
   CHECK(overloaded == 40);
 }
 
-TEST_CASE("an unreachable shard fails every queued statement with shard_unavailable",
-          "[batcher]") {
+TEST_CASE("an unreachable shard fails every queued statement with shard_unavailable", "[batcher]") {
   // Port 1 on loopback: nothing listens there, so connecting is refused at once.
   const auto config = one_shard("host=127.0.0.1 port=1 user=postgres dbname=postgres");
-  const auto out = run_all(config, "batch_echo", numbers(20), {64, 1000, 1});
+  const auto out = run_all(config, "batch_echo", numbers(20), {64, 1000, 1, "batch_lookup"});
   for (const auto& o : out) {
     REQUIRE_FALSE(o.ok);
     CHECK(o.error.kind == StoreError::Kind::shard_unavailable);

@@ -1,5 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <boost/url/rfc/gen_delim_chars.hpp>
+#include <boost/url/rfc/sub_delim_chars.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
+
 #include <algorithm>
 #include <string>
 
@@ -243,6 +247,18 @@ TEST_CASE("location_value percent-encodes everything a header must not carry") {
   CHECK(location_value("https://x.com/%zz%41") == "https://x.com/%25zz%41");
   CHECK(location_value("%%41") == "%25%41");
   CHECK(location_value("") == "");
+}
+
+TEST_CASE("location_value keeps exactly RFC 3986's URI characters, as Boost.URL defines them") {
+  namespace urls = boost::urls;
+  for (int b = 0; b < 256; ++b) {
+    const char c = static_cast<char>(b);
+    const bool uri_char =
+        urls::unreserved_chars(c) || urls::gen_delim_chars(c) || urls::sub_delim_chars(c);
+    const std::string one = std::string("https://x.com/") + c;
+    INFO("byte " << b);
+    CHECK((location_value(one) == one) == uri_char);
+  }
 }
 
 TEST_CASE("location_value output is only visible ASCII for every byte value") {
