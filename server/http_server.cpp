@@ -13,11 +13,12 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <atomic>
+#include <charconv>
 #include <ctime>
 #include <iostream>
 #include <list>
+#include <memory_resource>
 #include <tuple>
 
 #include "header_checks.hpp"
@@ -52,6 +53,29 @@ std::string_view read_error_detail(unsigned status) {
     case 413: return "request body too large";
     default: return "malformed HTTP request";
   }
+}
+
+// Control characters other than CR, LF and HTAB, and DEL: bytes no header block can hold.
+constexpr std::array<bool, 256> forbidden_header_bytes = [] {
+  std::array<bool, 256> t{};
+  for (int b = 0; b < 0x20; ++b) t[static_cast<std::size_t>(b)] = true;
+  t['\r'] = t['\n'] = t['\t'] = false;
+  t[0x7f] = true;
+  return t;
+}();
+
+bool has_forbidden_header_byte(std::string_view bytes) noexcept {
+  bool found = false;
+  for (const char c : bytes) found |= forbidden_header_bytes[static_cast<unsigned char>(c)];
+  return found;
+}
+
+// Writes the rest of `out` after its first `written` bytes.
+asio::awaitable<beast::error_code> write_rest(tcp::socket& socket, const std::string& out,
+                                              std::size_t written) {
+  auto [ec, n] = co_await asio::async_write(
+      socket, asio::buffer(out.data() + written, out.size() - written), use_tuple);
+  co_return ec;
 }
 
 // The Date header (RFC 9110 section 6.6.1), formatted once a second rather than per response.
@@ -117,7 +141,13 @@ void render(const Response& r, unsigned version, bool keep_alive, bool head, std
   if (!head && !bodiless) out += r.body;
 }
 
-Request to_request(const http::request<http::string_body>& req) {
+// A request's start line and header fields live in a per-connection arena, reset for every
+// request: Beast's fields allocate for the target and for each field otherwise.
+using ArenaAllocator = std::pmr::polymorphic_allocator<char>;
+using Parser = http::request_parser<http::string_body, ArenaAllocator>;
+constexpr std::size_t arena_bytes = 512;  // a typical request's fields fit; more spills to the heap
+
+Request to_request(const Parser::value_type& req) {
   Request out{req.method(), req.target(), req.body(), req[http::field::content_type], std::nullopt};
   if (const auto key = req.find("X-Api-Key"); key != req.end()) out.api_key = key->value();
   return out;
@@ -267,12 +297,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       const auto end = have.find("\r\n\r\n", searched);
       const auto checked = have.substr(
           searched, end == std::string_view::npos ? std::string_view::npos : end + 4 - searched);
-      if (std::any_of(checked.begin(), checked.end(), [](char c) {
-            const auto b = static_cast<unsigned char>(c);
-            return (b < 0x20 && b != '\r' && b != '\n' && b != '\t') || b == 0x7f;
-          })) {
-        co_return HeaderBlock{Status::malformed};
-      }
+      if (has_forbidden_header_byte(checked)) co_return HeaderBlock{Status::malformed};
       if (end != std::string_view::npos) co_return HeaderBlock{Status::complete, end + 4};
       if (have.size() >= limits.header_bytes) co_return HeaderBlock{Status::too_large};
       searched = have.size() < 3 ? 0 : have.size() - 3;
@@ -286,7 +311,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
   // Reads one request in two steps: the header block, checked as raw bytes and then parsed, and
   // then the body, which is only read when the header is acceptable.
   asio::awaitable<ReadOutcome> read_request(tcp::socket& stream, beast::flat_buffer& buffer,
-                                            http::request_parser<http::string_body>& parser) {
+                                            Parser& parser) {
     const HeaderBlock header = co_await read_header_block(stream, buffer);
     switch (header.status) {
       case HeaderBlock::Status::closed: co_return ReadOutcome{0, {}, true};
@@ -335,10 +360,18 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       ~Leave() { leave(c); }
     } leave_on_exit{conn};
     auto& stream = conn.socket;
+    // Synchronous operations on it return would_block instead of waiting (see the write below).
+    beast::error_code ignored;
+    stream.non_blocking(true, ignored);
     beast::flat_buffer buffer;
     std::string out;  // the response being written, reused
+    std::array<std::byte, arena_bytes> arena_memory;
+    std::pmr::monotonic_buffer_resource arena(arena_memory.data(), arena_memory.size(),
+                                              std::pmr::new_delete_resource());
     for (;;) {
-      http::request_parser<http::string_body> parser;
+      arena.release();  // the last request's parser is gone
+      Parser parser(std::piecewise_construct, std::make_tuple(),
+                    std::make_tuple(ArenaAllocator(&arena)));
       parser.header_limit(static_cast<std::uint32_t>(limits.header_bytes));
       parser.body_limit(limits.body_bytes);
       enter(conn, worker.reading, limits.read_timeout);
@@ -353,7 +386,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
         if (!stopping) {
           render(error_response(outcome.status, outcome.detail), 11, false, false, out);
           enter(conn, worker.writing, limits.write_timeout);
-          co_await asio::async_write(stream, asio::buffer(out), use_tuple);
+          co_await write_rest(stream, out, 0);
         }
         break;
       }
@@ -363,8 +396,19 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       const bool keep_alive = req.keep_alive() && !stopping;
       // HEAD: the headers GET would send, Content-Length included, and no body.
       render(response, req.version(), keep_alive, req.method() == http::verb::head, out);
-      enter(conn, worker.writing, limits.write_timeout);
-      auto [write_ec, written] = co_await asio::async_write(stream, asio::buffer(out), use_tuple);
+      // First a non-blocking send, which takes the whole of a small answer whenever the socket's
+      // send buffer has room (nearly always) and costs no trip through the event loop; an
+      // asynchronous write, under the write deadline, only for what it left.
+      beast::error_code write_ec;
+      std::size_t written = stream.write_some(asio::buffer(out), write_ec);
+      if (write_ec == asio::error::would_block || write_ec == asio::error::try_again) {
+        write_ec = {};
+        written = 0;
+      }
+      if (!write_ec && written < out.size()) {
+        enter(conn, worker.writing, limits.write_timeout);
+        write_ec = co_await write_rest(stream, out, written);
+      }
       if (write_ec || !keep_alive) break;
     }
     leave(conn);
