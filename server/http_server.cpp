@@ -256,11 +256,13 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
 
   // Cancels the socket operation of every connection past its deadline, on `worker`'s thread. A
   // connection that was between two operations when cancelled stays at the front and is
-  // cancelled again next time, until its session moves on (or ends).
+  // cancelled again next time, until its session moves on (or ends). Ends once the server is
+  // stopping and the worker has no connection left, so that the loop can run out of work and
+  // the server's state goes with the HttpServer.
   asio::awaitable<void> sweep(Worker& worker) {
     auto self = shared_from_this();
     asio::steady_timer tick(*worker.io);
-    for (;;) {
+    while (!(stopping && worker.reading.empty() && worker.busy.empty() && worker.writing.empty())) {
       tick.expires_after(sweep_every);
       auto [ec] = co_await tick.async_wait(use_tuple);
       if (ec) co_return;
