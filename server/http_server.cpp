@@ -425,15 +425,21 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
     socket.shutdown(tcp::socket::shutdown_send, ec);
     if (ec) co_return;
     asio::steady_timer timer(socket.get_executor(), std::chrono::seconds(1));
-    timer.async_wait([&socket](const beast::error_code& timer_ec) {
+    // The timer's handler can run after this frame is gone: when the timer fires just as the read
+    // below ends, cancel() finds its handler already queued. So it checks `over` (shared, and
+    // on this thread only) before it touches the socket.
+    auto over = std::make_shared<bool>(false);
+    timer.async_wait([&socket, over](const beast::error_code& timer_ec) {
       beast::error_code ignored;
-      if (!timer_ec) socket.cancel(ignored);  // ends the read below; the socket stays open
+      if (!timer_ec && !*over)
+        socket.cancel(ignored);  // ends the read below; the socket stays open
     });
     std::array<char, 4096> sink{};
     for (;;) {
       auto [read_ec, n] = co_await socket.async_read_some(asio::buffer(sink), use_tuple);
       if (read_ec) break;
     }
+    *over = true;
     timer.cancel();
     // A client that still trickles bytes may have sent one since the last read: take whatever is
     // queued right before closing, so the close finds nothing unread (which would be a reset).
