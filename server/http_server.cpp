@@ -180,9 +180,11 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
     // Only touched on this worker's thread. `reading`: waiting for (or reading) a request; stop()
     // closes these at once, busy ones close after answering. `writing`: sending an answer.
     // `busy`: waiting for the routes (the shards), under no deadline of the server's own.
+    // `closing`: draining what the client still sends after our FIN (linger()).
     Phase reading;
     Phase writing;
     Phase busy;
+    Phase closing;
   };
 
   // Moves `c` to the back of `to` with `timeout` from now (or none, for `busy`).
@@ -203,7 +205,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
 
   State(const std::vector<HttpWorker>& ws, const tcp::endpoint& endpoint, HttpLimits l)
       : acceptor(*ws.at(0).io, endpoint), limits(l) {
-    for (const auto& w : ws) workers.push_back(Worker{w.io, w.routes, {}, {}, {}});
+    for (const auto& w : ws) workers.push_back(Worker{w.io, w.routes, {}, {}, {}, {}});
     // Deadlines are enforced to within a twentieth of the shortest timeout (at most 100 ms
     // late): a sweep looks only at the expired front of each phase, so it costs nothing per
     // connection that is within its time.
@@ -262,12 +264,13 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
   asio::awaitable<void> sweep(Worker& worker) {
     auto self = shared_from_this();
     asio::steady_timer tick(*worker.io);
-    while (!(stopping && worker.reading.empty() && worker.busy.empty() && worker.writing.empty())) {
+    while (!(stopping && worker.reading.empty() && worker.busy.empty() && worker.writing.empty() &&
+             worker.closing.empty())) {
       tick.expires_after(sweep_every);
       auto [ec] = co_await tick.async_wait(use_tuple);
       if (ec) co_return;
       const auto now = Clock::now();
-      for (Phase* phase : {&worker.reading, &worker.writing}) {
+      for (Phase* phase : {&worker.reading, &worker.writing, &worker.closing}) {
         for (Connection* c : *phase) {
           if (c->deadline > now) break;
           beast::error_code ignored;
@@ -413,34 +416,26 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       }
       if (write_ec || !keep_alive) break;
     }
-    leave(conn);
-    co_await linger(stream);
+    co_await linger(worker, conn);
   }
 
   // Closes gracefully: send FIN, then read and discard what the client still sends until it closes
   // too (or a second passes). Closing with unread bytes would make the kernel answer with a reset,
   // and the client could lose the response it was about to read.
-  static asio::awaitable<void> linger(tcp::socket& socket) {
+  // The second is a phase of its own (`closing`), cut off by the sweeper like the others: no timer
+  // whose handler could outlive the session.
+  asio::awaitable<void> linger(Worker& worker, Connection& conn) {
+    tcp::socket& socket = conn.socket;
     beast::error_code ec;
     socket.shutdown(tcp::socket::shutdown_send, ec);
     if (ec) co_return;
-    asio::steady_timer timer(socket.get_executor(), std::chrono::seconds(1));
-    // The timer's handler can run after this frame is gone: when the timer fires just as the read
-    // below ends, cancel() finds its handler already queued. So it checks `over` (shared, and
-    // on this thread only) before it touches the socket.
-    auto over = std::make_shared<bool>(false);
-    timer.async_wait([&socket, over](const beast::error_code& timer_ec) {
-      beast::error_code ignored;
-      if (!timer_ec && !*over)
-        socket.cancel(ignored);  // ends the read below; the socket stays open
-    });
+    enter(conn, worker.closing, std::chrono::seconds(1));
     std::array<char, 4096> sink{};
     for (;;) {
       auto [read_ec, n] = co_await socket.async_read_some(asio::buffer(sink), use_tuple);
       if (read_ec) break;
     }
-    *over = true;
-    timer.cancel();
+    leave(conn);
     // A client that still trickles bytes may have sent one since the last read: take whatever is
     // queued right before closing, so the close finds nothing unread (which would be a reset).
     socket.non_blocking(true, ec);

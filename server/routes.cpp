@@ -238,7 +238,7 @@ asio::awaitable<Response> Routes::create_from_query(std::string url) {
   if (!created) co_return store_failure(created.error());
   const auto& link = created->link;
   // The tutorial's form answers 200 whether or not the link is new.
-  co_return json_answer(200, link_json(link.id, link.url, links_.ring().node_of(link.id)));
+  co_return link_answer(200, link.id, link.url);
 }
 
 asio::awaitable<Response> Routes::create_from_json(std::string_view body) {
@@ -252,8 +252,7 @@ asio::awaitable<Response> Routes::create_from_json(std::string_view body) {
     auto created = co_await links_.create(std::move(request.url));
     if (!created) co_return store_failure(created.error());
     const auto& link = created->link;
-    co_return json_answer(created->created ? 201u : 200u,
-                          link_json(link.id, link.url, links_.ring().node_of(link.id)));
+    co_return link_answer(created->created ? 201u : 200u, link.id, link.url);
   }
   if (auto problem = alias_problem(*request.alias)) co_return error_response(422, *problem);
   auto claimed = co_await links_.claim(request.url, *request.alias);
@@ -263,8 +262,7 @@ asio::awaitable<Response> Routes::create_from_json(std::string_view body) {
                              "alias " + *request.alias + " is already used for a different URL");
   }
   const Link link{std::move(*request.alias), std::move(request.url)};
-  co_return json_answer(*claimed == Claim::created ? 201u : 200u,
-                        link_json(link.id, link.url, links_.ring().node_of(link.id)));
+  co_return link_answer(*claimed == Claim::created ? 201u : 200u, link.id, link.url);
 }
 
 asio::awaitable<StoreResult<std::optional<std::string>>> Routes::lookup(const std::string& id) {
@@ -276,8 +274,8 @@ asio::awaitable<StoreResult<std::optional<std::string>>> Routes::lookup(const st
   co_return std::optional<std::string>(std::move((*found)->url));
 }
 
-Response Routes::link_found(std::string_view id, std::string_view url) const {
-  return json_answer(200, link_json(id, url, links_.ring().node_of(id)));
+Response Routes::link_answer(unsigned status, std::string_view id, std::string_view url) const {
+  return json_answer(status, link_json(id, url, links_.ring().node_of(id)));
 }
 
 Response Routes::redirect_to(std::string_view url) const {
@@ -294,11 +292,11 @@ Response Routes::redirect_to(std::string_view url) const {
 // A cache hit is answered from the cached string itself, before anything can suspend (and so
 // before anything else on this thread can touch the cache).
 asio::awaitable<Response> Routes::get(std::string id) {
-  if (auto hit = cache_.find(id, LinkCache::Clock::now())) co_return link_found(id, *hit);
+  if (auto hit = cache_.find(id, LinkCache::Clock::now())) co_return link_answer(200, id, *hit);
   auto url = co_await lookup(id);
   if (!url) co_return store_failure(url.error());
   if (!*url) co_return error_response(404, "Url with id: " + id + " was not found");
-  co_return link_found(id, **url);
+  co_return link_answer(200, id, **url);
 }
 
 asio::awaitable<Response> Routes::redirect(std::string id) {

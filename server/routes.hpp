@@ -78,7 +78,8 @@ class Routes {
   boost::asio::awaitable<Response> create_from_json(std::string_view body);
   /// The URL stored under `id`, from the shard (the cache missed), and cached.
   boost::asio::awaitable<StoreResult<std::optional<std::string>>> lookup(const std::string& id);
-  Response link_found(std::string_view id, std::string_view url) const;
+  /// `status` with the tutorial's link JSON: url_id, url and the owning shard.
+  Response link_answer(unsigned status, std::string_view id, std::string_view url) const;
   Response redirect_to(std::string_view url) const;
   boost::asio::awaitable<Response> get(std::string id);
   boost::asio::awaitable<Response> redirect(std::string id);
