@@ -9,8 +9,6 @@
 -- Target schema (identical on a fresh shard and on an upgraded tutorial shard):
 --   url_table(id bigserial PK, url text NOT NULL, url_id varchar(64) NOT NULL UNIQUE
 --             CHECK (url_id <> ''), created_at timestamptz NOT NULL DEFAULT now())
---   url_table_url_hash_idx: hash index on url (makes `WHERE url = $1` an index scan
---             for URLs of any length; a btree on url would fail for URLs > ~2.7 KB)
 --   url_table_quarantine: rows the upgrade could not serve (NULL/empty url_id, NULL url,
 --             duplicates of a url_id), kept instead of being deleted.
 
@@ -143,11 +141,6 @@ BEGIN
         ALTER TABLE url_table ADD CONSTRAINT url_table_url_id_nonempty CHECK (url_id <> '');
     END IF;
 
-    -- 7. Lookup by URL (POST of a known URL returns its existing url_id):
-    --    SELECT url_id FROM url_table WHERE url = $1  → index scan on this hash index.
-    IF to_regclass('url_table_url_hash_idx') IS NULL THEN
-        CREATE INDEX url_table_url_hash_idx ON url_table USING hash (url);
-    END IF;
 END
 $upgrade$;
 

@@ -1,15 +1,18 @@
 #include "batcher.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
 #include <deque>
+#include <list>
 #include <optional>
 
 #include "pgasync/connection.hpp"
@@ -19,10 +22,14 @@ namespace shardurl {
 namespace asio = boost::asio;
 using pgasync::Errc;
 using pgasync::QueryResult;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
 using Outcome = StoreResult<Rows>;
+
+// How often a queue looks for statements whose request ran out of time.
+constexpr std::chrono::milliseconds sweep_every{20};
 
 // A text[] literal holding `keys`, each quoted: {"a","b\\"c"}.
 std::string array_literal(const std::vector<const std::string*>& keys) {
@@ -40,15 +47,19 @@ std::string array_literal(const std::vector<const std::string*>& keys) {
   return out;
 }
 
-// A pipeline that keeps failing (one bad statement per round) still ends: each round answers at
-// least the statement that failed, so this only bounds pathological cases.
-constexpr int max_rounds = 8;
-
 // Failures worth running again: the statement itself was fine, the transaction was not.
 bool retryable(const pgasync::Error& error) {
   return error.code == Errc::pipeline_aborted ||
          pgasync::has_sqlstate(error, "40P01") ||  // deadlock_detected
          pgasync::has_sqlstate(error, "40001");    // serialization_failure
+}
+
+// A named statement the server does not have (or has already, for the PREPARE script): the
+// session that ran the PREPAREs is not the one running the statement, as behind a
+// transaction-mode pooler.
+bool lost_prepared_statement(const pgasync::Error& error) {
+  return pgasync::has_sqlstate(error, pgasync::sqlstate::invalid_sql_statement_name) ||
+         pgasync::has_sqlstate(error, pgasync::sqlstate::duplicate_prepared_statement);
 }
 
 }  // namespace
@@ -60,72 +71,128 @@ std::uint64_t Rows::affected_rows() const noexcept {
 }
 
 struct Batcher::Pending {
-  std::string_view statement;  // empty: a lookup (Limits::lookup_statement, combined)
+  Statement statement;  // empty name and sql: a lookup (Limits::lookup, combined)
   std::vector<std::string> params;
   std::size_t key = 0;
-  // Boxed: Boost 1.81's any_completion_handler has an unconstrained converting constructor, so
-  // containers would "copy" it by wrapping it in itself, endlessly. A unique_ptr only moves.
+  Deadline deadline;
+  // Null once answered. Boxed: Boost 1.81's any_completion_handler has an unconstrained
+  // converting constructor, so containers would "copy" it by wrapping it in itself, endlessly.
   std::unique_ptr<asio::any_completion_handler<void(Outcome)>> handler;
 
+  [[nodiscard]] bool is_lookup() const noexcept { return statement.sql.empty(); }
   [[nodiscard]] const std::string& sort_key() const { return params[key]; }
 };
 
 struct Batcher::Queue {
-  explicit Queue(std::size_t i) : shard(i) {}
+  Queue(std::size_t i, asio::any_io_executor ex) : shard(i), home(std::move(ex)) {}
   std::size_t shard;
-  std::deque<Pending> pending;
-  std::size_t running = 0;  // drain loops alive
+  asio::any_io_executor home;
+  std::deque<PendingPtr> pending;
+  std::list<std::vector<PendingPtr>*> in_flight;  // batches sent and not answered yet
+  std::size_t running = 0;                         // drain loops alive
+  bool sweeping = false;
+
+  // Answers `p` unless it was answered already (its deadline passed first). Posted, not called:
+  // the waiting request resumes on its own turn of the loop, not inside ours.
+  void answer(Pending& p, Outcome result) const {
+    if (!p.handler) return;
+    asio::post(home, [handler = std::move(p.handler), result = std::move(result)]() mutable {
+      std::move (*handler)(std::move(result));
+    });
+  }
 };
 
-Batcher::Batcher(asio::any_io_executor executor, Shards& shards, Limits limits)
-    : executor_(std::move(executor)), shards_(shards), limits_(limits) {
+Batcher::Batcher(Shards& shards, Limits limits) : shards_(shards), limits_(limits) {
   limits_.max_batch = std::max<std::size_t>(limits_.max_batch, 1);
   limits_.max_running = std::max<std::size_t>(limits_.max_running, 1);
-  for (std::size_t i = 0; i < shards_.size(); ++i) queues_.push_back(std::make_shared<Queue>(i));
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    queues_.push_back(std::make_shared<Queue>(i, shards_.home(i)));
+  }
 }
 
 Batcher::~Batcher() = default;
 
-asio::awaitable<Outcome> Batcher::run(std::size_t shard, std::string_view statement,
-                                      std::vector<std::string> params, std::size_t key) {
-  // A named Pending, not a temporary in the co_await expression: GCC 12 destroys an aggregate
+asio::awaitable<Outcome> Batcher::run(std::size_t shard, Statement statement,
+                                      std::vector<std::string> params, Deadline deadline,
+                                      std::size_t key) {
+  // Built here, not as a temporary in the co_await expression: GCC 12 destroys an aggregate
   // temporary there twice (a double free of `params`).
-  Pending pending{statement, std::move(params), key, nullptr};
-  co_return co_await submit(shard, std::move(pending));
+  auto pending = std::make_unique<Pending>(
+      Pending{statement, std::move(params), key, deadline, nullptr});
+  co_return co_await on_home(shard, std::move(pending));
 }
 
-asio::awaitable<Outcome> Batcher::lookup(std::size_t shard, std::string key) {
+asio::awaitable<Outcome> Batcher::lookup(std::size_t shard, std::string key, Deadline deadline) {
   std::vector<std::string> params;
   params.push_back(std::move(key));
-  Pending pending{{}, std::move(params), 0, nullptr};  // named: see run()
-  co_return co_await submit(shard, std::move(pending));
+  auto pending = std::make_unique<Pending>(Pending{{}, std::move(params), 0, deadline, nullptr});
+  co_return co_await on_home(shard, std::move(pending));
 }
 
-asio::awaitable<Outcome> Batcher::submit(std::size_t shard, Pending pending) {
+// The shard's queue lives on its home thread: a request served by another worker hops there and
+// back (two posts), which costs far less than the commits that a queue per worker would add.
+asio::awaitable<Outcome> Batcher::on_home(std::size_t shard, PendingPtr pending) {
+  const auto& home = queues_[shard]->home;
+  if (home == co_await asio::this_coro::executor) co_return co_await submit(shard, std::move(pending));
+  // Written on the home thread; read here after co_spawn's completion was posted back to us.
+  std::optional<Outcome> outcome;
+  co_await asio::co_spawn(
+      home,
+      [&]() -> asio::awaitable<void> { outcome.emplace(co_await submit(shard, std::move(pending))); },
+      asio::use_awaitable);
+  co_return std::move(*outcome);
+}
+
+asio::awaitable<Outcome> Batcher::submit(std::size_t shard, PendingPtr pending) {
   const std::shared_ptr<Queue>& queue = queues_[shard];
   if (auto refusal = shards_.refusal(shard)) co_return std::move(*refusal);
-  if (queue->pending.size() >= limits_.max_queued) {
+  if (queue->pending.size() >= limits_.max_queued && queue->running >= limits_.max_running) {
     co_return StoreError{StoreError::Kind::shard_overloaded, shards_.name(shard),
                          "statement queue full"};
   }
+  if (pending->deadline <= Clock::now()) {
+    co_return StoreError{StoreError::Kind::shard_timeout, shards_.name(shard),
+                         "the request's deadline passed before its statement was queued"};
+  }
   co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(Outcome)>(
       [&](auto handler) {
-        pending.handler =
+        pending->handler =
             std::make_unique<asio::any_completion_handler<void(Outcome)>>(std::move(handler));
         queue->pending.push_back(std::move(pending));
         if (queue->running < limits_.max_running) {
           ++queue->running;
-          asio::co_spawn(executor_, drain(queue), asio::detached);
+          asio::co_spawn(queue->home, drain(queue), asio::detached);
+        }
+        if (!queue->sweeping) {
+          queue->sweeping = true;
+          asio::co_spawn(queue->home, sweep(queue), asio::detached);
         }
       },
       asio::use_awaitable);
 }
 
-void Batcher::answer(Pending& pending, Outcome result) {
-  // Posted, not called: the waiting request resumes on its own turn of the loop, not inside ours.
-  asio::post(executor_, [handler = std::move(pending.handler), result = std::move(result)]() mutable {
-    std::move (*handler)(std::move(result));
-  });
+// Answers every statement whose deadline passed, queued or in a pipeline, until the queue has
+// nothing left waiting.
+asio::awaitable<void> Batcher::sweep(std::shared_ptr<Queue> queue) {
+  asio::steady_timer tick(queue->home);
+  while (!queue->pending.empty() || !queue->in_flight.empty()) {
+    tick.expires_after(sweep_every);
+    auto [ec] = co_await tick.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) break;
+    const auto now = Clock::now();
+    const auto expire = [&](Pending& p) {
+      if (p.handler && p.deadline <= now) {
+        queue->answer(p, StoreError{StoreError::Kind::shard_timeout, shards_.name(queue->shard),
+                                    "the request's deadline passed while its statement waited"});
+      }
+    };
+    for (auto& p : queue->pending) expire(*p);
+    std::erase_if(queue->pending, [](const PendingPtr& p) { return !p->handler; });
+    for (auto* batch : queue->in_flight) {
+      for (auto& p : *batch) expire(*p);
+    }
+  }
+  queue->sweeping = false;
 }
 
 asio::awaitable<void> Batcher::drain(std::shared_ptr<Queue> queue) {
@@ -133,36 +200,57 @@ asio::awaitable<void> Batcher::drain(std::shared_ptr<Queue> queue) {
     auto lease = co_await shards_.acquire(queue->shard);
     if (!lease) {
       // Down, refused or closed: everything waiting for this shard gets the same answer now.
-      for (auto& pending : queue->pending) answer(pending, lease.error());
+      for (auto& pending : queue->pending) queue->answer(*pending, lease.error());
       queue->pending.clear();
       break;
     }
     while (!queue->pending.empty() && !(*lease)->is_broken()) {
-      const std::size_t n = std::min(limits_.max_batch, queue->pending.size());
-      std::vector<Pending> batch(std::make_move_iterator(queue->pending.begin()),
-                                 std::make_move_iterator(queue->pending.begin() + n));
-      queue->pending.erase(queue->pending.begin(), queue->pending.begin() + n);
-      co_await run_batch(*queue, **lease, std::move(batch));
+      std::vector<PendingPtr> batch;
+      while (!queue->pending.empty() && batch.size() < limits_.max_batch) {
+        if (queue->pending.front()->handler) batch.push_back(std::move(queue->pending.front()));
+        queue->pending.pop_front();
+      }
+      if (!batch.empty()) co_await run_batch(*queue, **lease, std::move(batch));
     }
   }
   --queue->running;
 }
 
 asio::awaitable<void> Batcher::run_batch(Queue& queue, pgasync::Connection& conn,
-                                         std::vector<Pending> batch) {
-  std::stable_sort(batch.begin(), batch.end(), [](const Pending& a, const Pending& b) {
-    return a.sort_key() < b.sort_key();
+                                         std::vector<PendingPtr> batch) {
+  // Visible to sweep() while it runs, so a request whose deadline passes is answered on time.
+  queue.in_flight.push_back(&batch);
+  const auto in_flight_entry = std::prev(queue.in_flight.end());
+  struct Registration {
+    std::list<std::vector<PendingPtr>*>& list;
+    std::list<std::vector<PendingPtr>*>::iterator it;
+    ~Registration() { list.erase(it); }
+  } registration{queue.in_flight, in_flight_entry};
+
+  const std::size_t shard = queue.shard;
+  std::stable_sort(batch.begin(), batch.end(), [](const PendingPtr& a, const PendingPtr& b) {
+    return a->sort_key() < b->sort_key();
   });
   std::vector<pgasync::Param> params;
-  std::vector<pgasync::PreparedCall> calls;
+  std::vector<pgasync::PipelineCall> calls;
   std::vector<Pending*> statements;  // in call order
   std::vector<Pending*> lookups;     // all in the last call, in array order
   std::vector<const std::string*> keys;
   std::string array;
-  for (int round = 0; !batch.empty(); ++round) {
+  const auto call_for = [&](const Statement& s, std::span<const pgasync::Param> p) {
+    return shards_.prepared_statements(shard) ? pgasync::PipelineCall{s.name, p, s.sql}
+                                              : pgasync::PipelineCall{{}, p, s.sql};
+  };
+  for (;;) {
+    std::erase_if(batch, [](const PendingPtr& p) { return !p->handler; });
+    if (batch.empty()) break;
     statements.clear();
     lookups.clear();
-    for (auto& pending : batch) (pending.statement.empty() ? lookups : statements).push_back(&pending);
+    bool writes = false;
+    for (auto& pending : batch) {
+      (pending->is_lookup() ? lookups : statements).push_back(pending.get());
+      writes |= pending->statement.writes;
+    }
     // Every parameter first, then the views into them: `params` must not move any more.
     params.clear();
     for (const Pending* pending : statements) {
@@ -176,36 +264,51 @@ asio::awaitable<void> Batcher::run_batch(Queue& queue, pgasync::Connection& conn
     }
     calls.clear();
     const std::span<const pgasync::Param> all(params);
+    if (writes) calls.push_back(call_for(limits_.durable, {}));
+    const std::size_t first_statement = calls.size();
     std::size_t offset = 0;
     for (const Pending* pending : statements) {
-      calls.push_back({pending->statement, all.subspan(offset, pending->params.size())});
+      calls.push_back(call_for(pending->statement, all.subspan(offset, pending->params.size())));
       offset += pending->params.size();
     }
-    if (!lookups.empty()) calls.push_back({limits_.lookup_statement, all.subspan(offset, 1)});
+    if (!lookups.empty()) calls.push_back(call_for(limits_.lookup, all.subspan(offset, 1)));
 
     auto results = co_await conn.execute_pipeline(calls, shards_.query_deadline());
     if (!results) {
-      const StoreError error = shards_.failed(queue.shard, results.error());
-      for (auto& pending : batch) answer(pending, error);
-      co_return;
+      const StoreError error = shards_.failed(shard, results.error());
+      for (auto& pending : batch) queue.answer(*pending, error);
+      break;
     }
-    std::vector<Pending> again;
+    // What each statement's outcome leads to: its answer, or (left unanswered) another round.
     const auto settle = [&](Pending& pending, pgasync::Result<QueryResult>& outcome,
                             auto&& deliver) {
       if (outcome) {
         deliver();
-      } else if (retryable(outcome.error()) && round + 1 < max_rounds) {
-        again.push_back(std::move(pending));
-      } else {
-        answer(pending, shards_.failed(queue.shard, outcome.error()));
+      } else if (lost_prepared_statement(outcome.error())) {
+        shards_.use_unnamed_statements(shard, outcome.error().describe());
+      } else if (!retryable(outcome.error())) {
+        queue.answer(pending, shards_.failed(shard, outcome.error()));
       }
     };
+    if (writes && !(*results)[0]) {
+      // The durability setting itself failed: nothing in the batch took effect.
+      auto& outcome = (*results)[0];
+      if (lost_prepared_statement(outcome.error())) {
+        shards_.use_unnamed_statements(shard, outcome.error().describe());
+        continue;  // every statement again
+      }
+      if (retryable(outcome.error())) continue;
+      const StoreError error = shards_.failed(shard, outcome.error());
+      for (auto& pending : batch) queue.answer(*pending, error);
+      break;
+    }
     for (std::size_t i = 0; i < statements.size(); ++i) {
-      auto& outcome = (*results)[i];
-      settle(*statements[i], outcome, [&] {
+      auto& outcome = (*results)[first_statement + i];
+      Pending& pending = *statements[i];
+      settle(pending, outcome, [&] {
         auto whole = std::make_shared<const QueryResult>(std::move(*outcome));
         const int rows = whole->rows();
-        answer(*statements[i], Rows(std::move(whole), 0, rows));
+        queue.answer(pending, Rows(std::move(whole), 0, rows));
       });
     }
     if (!lookups.empty()) {
@@ -214,48 +317,13 @@ asio::awaitable<void> Batcher::run_batch(Queue& queue, pgasync::Connection& conn
         auto shared = std::make_shared<const QueryResult>(std::move(*outcome));
         for (std::size_t j = 0; j < lookups.size(); ++j) {
           const int row = static_cast<int>(j);
-          answer(*lookups[j], Rows(shared, row, shared->is_null(row, 0) ? 0 : 1));
+          queue.answer(*lookups[j], Rows(shared, row, shared->is_null(row, 0) ? 0 : 1));
         }
       } else {
         for (Pending* pending : lookups) settle(*pending, outcome, [] {});
       }
     }
-    batch = std::move(again);
   }
-}
-
-void BatcherGroup::add(asio::any_io_executor executor, Batcher& batcher) {
-  members_.push_back(Member{std::move(executor), &batcher});
-}
-
-const std::string& BatcherGroup::shard_name(std::size_t shard) const noexcept {
-  return members_.front().batcher->shard_name(shard);  // names never change after start
-}
-
-template <class Call>
-asio::awaitable<Outcome> BatcherGroup::on_owner(std::size_t shard, Call call) const {
-  const Member& owner = members_[shard % members_.size()];
-  if (owner.executor == co_await asio::this_coro::executor) co_return co_await call(*owner.batcher);
-  // Written on the owner's thread; read here after co_spawn's completion was posted back to us.
-  std::optional<Outcome> outcome;
-  co_await asio::co_spawn(
-      owner.executor,
-      [&]() -> asio::awaitable<void> { outcome.emplace(co_await call(*owner.batcher)); },
-      asio::use_awaitable);
-  co_return std::move(*outcome);
-}
-
-asio::awaitable<Outcome> BatcherGroup::run(std::size_t shard, std::string_view statement,
-                                           std::vector<std::string> params,
-                                           std::size_t key) const {
-  co_return co_await on_owner(shard, [&](Batcher& batcher) {
-    return batcher.run(shard, statement, std::move(params), key);
-  });
-}
-
-asio::awaitable<Outcome> BatcherGroup::lookup(std::size_t shard, std::string key) const {
-  co_return co_await on_owner(shard,
-                              [&](Batcher& batcher) { return batcher.lookup(shard, std::move(key)); });
 }
 
 }  // namespace shardurl

@@ -104,7 +104,7 @@ void parse_shards(const json::value& v, Config& config) {
   for (std::size_t i = 0; i < array.size(); ++i) {
     const std::string at = "shards[" + std::to_string(i) + "]";
     const auto& obj = as_object(array[i], at);
-    reject_unknown(obj, at, {"name", "conninfo", "weight", "vnodes"});
+    reject_unknown(obj, at, {"name", "conninfo", "weight", "vnodes", "pool_mode", "listen_conninfo"});
     ShardConfig shard;
     const auto* name = obj.if_contains("name");
     if (name == nullptr) throw ConfigError(at + ".name", "missing");
@@ -125,6 +125,19 @@ void parse_shards(const json::value& v, Config& config) {
     }
     if (const auto* vnodes = obj.if_contains("vnodes")) {
       shard.vnodes = int_field(*vnodes, at + ".vnodes", 1, max_vnodes);
+    }
+    if (const auto* mode = obj.if_contains("pool_mode")) {
+      const std::string text = string_field(*mode, at + ".pool_mode");
+      if (text == "session") {
+        shard.pool_mode = PoolMode::session;
+      } else if (text == "transaction") {
+        shard.pool_mode = PoolMode::transaction;
+      } else {
+        throw ConfigError(at + ".pool_mode", "must be \"session\" or \"transaction\"");
+      }
+    }
+    if (const auto* listen = obj.if_contains("listen_conninfo")) {
+      shard.listen_conninfo = string_field(*listen, at + ".listen_conninfo");
     }
     config.shards.push_back(std::move(shard));
   }
@@ -176,7 +189,9 @@ void optional_int(const json::object& obj, const std::string& parent, std::strin
 
 void parse_timeouts(const json::value& v, TimeoutConfig& t) {
   const auto& obj = as_object(v, "timeouts");
-  reject_unknown(obj, "timeouts", {"connect_ms", "query_ms", "pool_wait_ms", "shutdown_ms"});
+  reject_unknown(obj, "timeouts",
+                 {"request_ms", "connect_ms", "query_ms", "pool_wait_ms", "shutdown_ms"});
+  optional_int(obj, "timeouts", "request_ms", t.request_ms, 10, 600'000);
   optional_int(obj, "timeouts", "connect_ms", t.connect_ms, 10, 600'000);
   optional_int(obj, "timeouts", "query_ms", t.query_ms, 10, 600'000);
   optional_int(obj, "timeouts", "pool_wait_ms", t.pool_wait_ms, 0, 600'000);

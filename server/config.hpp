@@ -22,11 +22,22 @@
 
 namespace shardurl {
 
+/// What sits between shardurl and a shard's PostgreSQL, as PgBouncer names its modes.
+enum class PoolMode {
+  session,      // PostgreSQL itself, or a pooler that keeps a server session per client session
+  transaction,  // a pooler that may hand each transaction another server session: shardurl keeps
+                // no session state (unnamed statements; LISTEN needs listen_conninfo)
+};
+
 struct ShardConfig {
   std::string name;
   std::string conninfo;  // libpq connection string; empty when the file gave none
   int weight = 1;
   int vnodes = 0;  // 0: the ring's default
+  PoolMode pool_mode = PoolMode::session;
+  // Where to LISTEN for other instances' changes to this shard's links; empty: `conninfo`, unless
+  // pool_mode is transaction (LISTEN cannot work through transaction pooling).
+  std::string listen_conninfo;
 };
 
 /// How the HTTP server protects itself from slow, silent or greedy clients.
@@ -40,6 +51,9 @@ struct HttpConfig {
 
 /// Deadlines for talking to shards, and for shutting down. docs/operations.md explains each.
 struct TimeoutConfig {
+  // The whole of one request's work on the shards: waiting in a statement queue, every statement,
+  // every retry and every candidate id. A request still waiting then answers 504.
+  std::uint32_t request_ms = 2000;
   std::uint32_t connect_ms = 1000;    // opening a session (TCP + startup + auth)
   std::uint32_t query_ms = 2000;      // one statement, from sending it to its last result
   std::uint32_t pool_wait_ms = 1000;  // waiting for a pooled connection when all are busy

@@ -1,28 +1,54 @@
 #include "link_cache.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 namespace shardurl {
 
-std::optional<std::string_view> LinkCache::find(std::string_view id, Clock::time_point now) {
+LinkCache::LinkCache(std::size_t capacity, std::chrono::seconds ttl, std::size_t shards)
+    : capacity_(capacity), ttl_(ttl), shards_(shards) {}
+
+void LinkCache::erase(decltype(index_)::iterator it) {
+  order_.erase(it->second);
+  index_.erase(it);
+}
+
+std::optional<LinkCache::Hit> LinkCache::find(std::string_view id, Clock::time_point now) {
   if (capacity_ == 0) return std::nullopt;
   const auto it = index_.find(id);
   if (it == index_.end()) return std::nullopt;
-  if (it->second->expires <= now) {
-    order_.erase(it->second);
-    index_.erase(it);
+  const Entry& entry = *it->second;
+  const ShardView& shard = shards_[entry.shard];
+  if (entry.epoch != shard.epoch || entry.expires <= now) {
+    erase(it);
     return std::nullopt;
   }
+  // The feed is behind: keep the entry (it may be right), but do not vouch for it now.
+  if (now >= shard.fresh_until) return std::nullopt;
   order_.splice(order_.begin(), order_, it->second);
-  return std::string_view(it->second->url);
+  return Hit{entry.url, entry.location};
 }
 
-void LinkCache::put(std::string_view id, std::string_view url, std::uint64_t generation,
-                    Clock::time_point now) {
-  if (capacity_ == 0 || generation != generation_) return;
+LinkCache::Ticket LinkCache::ticket(std::size_t shard) const noexcept {
+  return Ticket{generation_, shard < shards_.size() ? shards_[shard].epoch : 0};
+}
+
+void LinkCache::put(std::string_view id, std::string_view url, std::string_view location,
+                    std::size_t shard, Ticket ticket, Clock::time_point now) {
+  if (capacity_ == 0 || shard >= shards_.size() || ticket.generation != generation_ ||
+      ticket.epoch != shards_[shard].epoch) {
+    return;
+  }
+  const auto fill = [&](Entry& e) {
+    e.url.assign(url);
+    e.location.assign(location);
+    e.shard = shard;
+    e.epoch = ticket.epoch;
+    e.expires = now + ttl_;
+  };
   if (const auto it = index_.find(id); it != index_.end()) {
-    it->second->expires = now + ttl_;
+    fill(*it->second);
     order_.splice(order_.begin(), order_, it->second);
     return;
   }
@@ -31,21 +57,30 @@ void LinkCache::put(std::string_view id, std::string_view url, std::uint64_t gen
     auto last = std::prev(order_.end());
     index_.erase(last->id);
     last->id.assign(id);
-    last->url.assign(url);
-    last->expires = now + ttl_;
+    fill(*last);
     order_.splice(order_.begin(), order_, last);
   } else {
-    order_.push_front(Entry{std::string(id), std::string(url), now + ttl_});
+    order_.push_front(Entry{std::string(id), {}, {}, 0, 0, {}});
+    fill(order_.front());
   }
   index_.emplace(order_.front().id, order_.begin());
 }
 
 void LinkCache::evict(std::string_view id) {
   ++generation_;
-  if (const auto it = index_.find(id); it != index_.end()) {
-    order_.erase(it->second);
-    index_.erase(it);
+  if (const auto it = index_.find(id); it != index_.end()) erase(it);
+}
+
+void LinkCache::set_fresh_until(std::size_t shard, Clock::time_point until) {
+  if (shard < shards_.size() && until > shards_[shard].fresh_until) {
+    shards_[shard].fresh_until = until;
   }
+}
+
+void LinkCache::reset_shard(std::size_t shard) {
+  if (shard >= shards_.size()) return;
+  ++shards_[shard].epoch;
+  shards_[shard].fresh_until = {};
 }
 
 void CacheGroup::add(boost::asio::any_io_executor executor, LinkCache& cache) {
@@ -63,6 +98,25 @@ boost::asio::awaitable<void> CacheGroup::evict(std::string id) const {
           co_return;
         },
         asio::use_awaitable);
+  }
+}
+
+void CacheGroup::post_evict(const std::string& id) const {
+  for (const auto& member : members_) {
+    boost::asio::post(member.executor, [cache = member.cache, id] { cache->evict(id); });
+  }
+}
+
+void CacheGroup::post_fresh_until(std::size_t shard, LinkCache::Clock::time_point until) const {
+  for (const auto& member : members_) {
+    boost::asio::post(member.executor,
+                      [cache = member.cache, shard, until] { cache->set_fresh_until(shard, until); });
+  }
+}
+
+void CacheGroup::post_reset_shard(std::size_t shard) const {
+  for (const auto& member : members_) {
+    boost::asio::post(member.executor, [cache = member.cache, shard] { cache->reset_shard(shard); });
   }
 }
 

@@ -12,92 +12,167 @@ namespace {
 // One round trip per candidate id. The CTE inserts unless the id is taken; the second branch reads
 // the row that holds the id when the insert did nothing. If the row's owner committed after this
 // statement's snapshot, neither branch returns a row and the caller simply tries again.
+// Columns: the URL the id holds, whether this statement inserted it, whether it is a tombstone.
 constexpr std::string_view insert_sql = R"(
 WITH inserted AS (
   INSERT INTO url_table (url, url_id) VALUES ($1, $2)
   ON CONFLICT (url_id) DO NOTHING
   RETURNING url)
-SELECT url, true FROM inserted
+SELECT url, true, false FROM inserted
 UNION ALL
-SELECT url, false FROM url_table WHERE url_id = $2 AND NOT EXISTS (SELECT 1 FROM inserted))";
+SELECT url, false, deleted_at IS NOT NULL FROM url_table
+ WHERE url_id = $2 AND NOT EXISTS (SELECT 1 FROM inserted))";
 
-// One row per key, in the array's order; NULL where the id has no link. The Batcher sends every
+// One row per key, in the array's order; NULL where the id has no row. The Batcher sends every
 // read of a batch through this one statement (one index probe per id, one executor run for all).
 constexpr std::string_view select_sql = R"(
-SELECT t.url FROM unnest($1::text[]) WITH ORDINALITY AS k(id, n)
+SELECT t.url, t.deleted_at IS NOT NULL FROM unnest($1::text[]) WITH ORDINALITY AS k(id, n)
 LEFT JOIN url_table t ON t.url_id = k.id
 ORDER BY k.n)";
-constexpr std::string_view delete_sql = "DELETE FROM url_table WHERE url_id = $1";
 
-// Every pooled session prepares these when it opens, so each request skips parsing and planning.
-constexpr std::string_view insert_statement = "shardurl_insert";
-constexpr std::string_view select_statement = "shardurl_select";
-constexpr std::string_view delete_statement = "shardurl_delete";
+// A delete keeps the row as a tombstone and announces it to every instance in the same transaction,
+// on the channel every ChangeFeed listens to (change_feed.hpp's links_channel). 'deleted': it was live; 'gone': it was deleted already, or a concurrent
+// delete committed first (the second branch reads the statement's snapshot); no row: no such id.
+constexpr std::string_view delete_sql = R"(
+WITH gone AS (
+  UPDATE url_table SET deleted_at = now()
+   WHERE url_id = $1 AND deleted_at IS NULL
+  RETURNING url_id)
+SELECT 'deleted' FROM gone CROSS JOIN LATERAL (SELECT pg_notify('shardurl_links', gone.url_id)) n
+UNION ALL
+SELECT 'gone' FROM url_table WHERE url_id = $1 AND NOT EXISTS (SELECT 1 FROM gone))";
+
+// A keyed restore: a tombstone comes back to life pointing at $1, announced like a delete.
+constexpr std::string_view restore_sql = R"(
+WITH revived AS (
+  UPDATE url_table SET url = $1, deleted_at = NULL
+   WHERE url_id = $2 AND deleted_at IS NOT NULL
+  RETURNING url_id)
+SELECT 'restored' FROM revived
+ CROSS JOIN LATERAL (SELECT pg_notify('shardurl_links', revived.url_id)) n)";
+
+constexpr std::string_view durable_sql = "SELECT set_config('synchronous_commit', 'on', true)";
+
+// Named for the session script's PREPAREs; sent unnamed when a shard keeps no session state.
+constexpr Statement insert_statement{"shardurl_insert", insert_sql, true};
+constexpr Statement select_statement{"shardurl_select", select_sql, false};
+constexpr Statement delete_statement{"shardurl_delete", delete_sql, true};
+constexpr Statement restore_statement{"shardurl_restore", restore_sql, true};
+constexpr Statement durable_statement_{"shardurl_durable", durable_sql, false};
+
+constexpr std::array<Statement, 5> all_statements = {
+    insert_statement, select_statement, delete_statement, restore_statement, durable_statement_};
 
 constexpr int snapshot_retries = 3;
 
 }  // namespace
 
-std::string_view LinkRepository::lookup_statement() {
+Statement LinkRepository::lookup_statement() {
   return select_statement;
 }
 
-std::string LinkRepository::session_script() {
-  // SQL PREPARE names the statements that execute_prepared runs, all in one round trip.
-  return "PREPARE " + std::string(insert_statement) + " (text, text) AS " +
-         std::string(insert_sql) + ";\nPREPARE " + std::string(select_statement) + " (text[]) AS " +
-         std::string(select_sql) + ";\nPREPARE " + std::string(delete_statement) + " (text) AS " +
-         std::string(delete_sql);
+Statement LinkRepository::durable_statement() {
+  return durable_statement_;
 }
 
-asio::awaitable<StoreResult<std::optional<Link>>> LinkRepository::find(std::string id) {
-  const std::size_t owner = ring_.owner_of(id);
-  auto rows = co_await batcher_.lookup(owner, id);
+std::string LinkRepository::session_script() {
+  // SQL PREPARE names the statements that pipelines execute, all in one round trip.
+  std::string script;
+  for (const auto& s : all_statements) {
+    script += "PREPARE ";
+    script += s.name;
+    script += " AS ";
+    script += s.sql;
+    script += ";\n";
+  }
+  return script;
+}
+
+asio::awaitable<StoreResult<std::optional<StoredLink>>> LinkRepository::find(std::string id,
+                                                                            Deadline deadline) {
+  auto rows = co_await batcher_.lookup(ring_.owner_of(id), id, deadline);
   if (!rows) co_return rows.error();
-  if (rows->rows() == 0) co_return std::optional<Link>{};
-  co_return std::optional<Link>{Link{std::move(id), std::string(rows->get(0, 0))}};
+  if (rows->rows() == 0) co_return std::optional<StoredLink>{};
+  co_return std::optional<StoredLink>{StoredLink{std::string(rows->get(0, 0)), rows->get(0, 1) == "t"}};
 }
 
 asio::awaitable<StoreResult<Claim>> LinkRepository::insert(const std::string& url,
-                                                           const std::string& id) {
+                                                           const std::string& id,
+                                                           Deadline deadline) {
   const std::size_t owner = ring_.owner_of(id);
   for (int attempt = 0; attempt < snapshot_retries; ++attempt) {
     std::vector<std::string> params{url, id};
-    auto rows = co_await batcher_.run(owner, insert_statement, std::move(params), 1);
+    auto rows = co_await batcher_.run(owner, insert_statement, std::move(params), deadline, 1);
     if (!rows) co_return rows.error();
     if (rows->rows() == 0) continue;  // the id's owner committed after our snapshot: look again
     if (rows->get(0, 1) == "t") co_return Claim::created;
+    if (rows->get(0, 2) == "t") co_return Claim::deleted;
     co_return rows->get(0, 0) == url ? Claim::existing : Claim::taken;
   }
-  co_return StoreError{StoreError::Kind::internal, batcher_.shard_name(owner),
+  co_return StoreError{StoreError::Kind::internal, batcher_.shards().name(owner),
                        "id " + id + " keeps changing"};
 }
 
-asio::awaitable<StoreResult<CreatedLink>> LinkRepository::create(std::string url) {
+asio::awaitable<StoreResult<CreatedLink>> LinkRepository::create(std::string url,
+                                                                  Deadline deadline) {
+  // The tutorial stored this URL under its own 5-character id, if it stored it at all; that row
+  // lives on the shard that owns the id. Asked only of shards where initdb found such rows (or
+  // that have not told us yet: a shard down since start is not asked, and so costs no other
+  // shard's keys; one known to hold such rows is, and its being down fails the create).
+  std::string legacy = tutorial_id(url);
+  const std::size_t legacy_owner = ring_.owner_of(legacy);
+  const Shards& shards = batcher_.shards();
+  const TutorialIds legacy_rows = shards.tutorial_ids(legacy_owner);
+  if (legacy_rows == TutorialIds::present ||
+      (legacy_rows == TutorialIds::unknown &&
+       shards.status(legacy_owner).state != ShardState::down)) {
+    auto found = co_await find(legacy, deadline);
+    if (!found) co_return found.error();
+    if (*found && !(*found)->deleted && (*found)->url == url) {
+      co_return CreatedLink{Link{std::move(legacy), std::move(url)}, false};
+    }
+  }
   const std::string digest = id_digest(url);
   for (std::size_t length = default_id_length; length <= digest.size(); ++length) {
     std::string id = digest.substr(0, length);
     if (is_reserved(id)) continue;  // e.g. "healthz": the route would shadow the link
-    auto claimed = co_await insert(url, id);
+    auto claimed = co_await insert(url, id, deadline);
     if (!claimed) co_return claimed.error();
-    if (*claimed != Claim::taken) {
+    if (*claimed == Claim::created || *claimed == Claim::existing) {
       co_return CreatedLink{Link{std::move(id), std::move(url)}, *claimed == Claim::created};
     }
-    // The id belongs to a different URL: try the next longer prefix.
+    // Another URL's link, or a deleted one (of any URL): it keeps its place; try the next prefix.
   }
   co_return StoreError{StoreError::Kind::internal, "", "no free id for the URL"};
 }
 
-asio::awaitable<StoreResult<Claim>> LinkRepository::claim(std::string url, std::string id) {
-  co_return co_await insert(url, id);
+asio::awaitable<StoreResult<Claim>> LinkRepository::claim(std::string url, std::string id,
+                                                          Deadline deadline) {
+  co_return co_await insert(url, id, deadline);
 }
 
-asio::awaitable<StoreResult<bool>> LinkRepository::remove(std::string id) {
+asio::awaitable<StoreResult<Claim>> LinkRepository::restore(std::string url, std::string id,
+                                                            Deadline deadline) {
   const std::size_t owner = ring_.owner_of(id);
+  std::vector<std::string> params{url, id};
+  auto rows = co_await batcher_.run(owner, restore_statement, std::move(params), deadline, 1);
+  if (!rows) co_return rows.error();
+  if (rows->rows() == 1) co_return Claim::created;
+  // Not a tombstone (any more): whatever the id holds now decides, as for any claim.
+  auto claimed = co_await insert(url, id, deadline);
+  if (claimed && *claimed == Claim::deleted) {
+    co_return StoreError{StoreError::Kind::internal, batcher_.shards().name(owner),
+                         "id " + id + " keeps changing"};
+  }
+  co_return claimed;
+}
+
+asio::awaitable<StoreResult<Removal>> LinkRepository::remove(std::string id, Deadline deadline) {
   std::vector<std::string> params{id};
-  auto done = co_await batcher_.run(owner, delete_statement, std::move(params));
+  auto done = co_await batcher_.run(ring_.owner_of(id), delete_statement, std::move(params), deadline);
   if (!done) co_return done.error();
-  co_return done->affected_rows() > 0;
+  if (done->rows() == 0) co_return Removal::not_found;
+  co_return done->get(0, 0) == "deleted" ? Removal::deleted : Removal::already_deleted;
 }
 
 }  // namespace shardurl

@@ -1,14 +1,19 @@
 // Where links are stored: all of shardurl's SQL lives here. The ring picks the shard that owns an
-// id; Shards lends a connection to it (or refuses at once when it is down).
+// id; the Batcher carries the statement to it (or refuses at once when it is down).
+//
+// A link is live or deleted. Deleting keeps the row as a tombstone (deleted_at set), so that its
+// id is never handed to anybody else: reads answer 410, an anonymous create skips it, and only a
+// keyed restore brings it back.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
 
 #include <optional>
 #include <string>
+#include <vector>
 
-#include "ring/ring.hpp"
 #include "batcher.hpp"
+#include "ring/ring.hpp"
 #include "shards.hpp"
 
 namespace shardurl {
@@ -18,6 +23,12 @@ struct Link {
   std::string url;
 };
 
+/// A row as read: its URL and whether it is a tombstone.
+struct StoredLink {
+  std::string url;
+  bool deleted = false;
+};
+
 struct CreatedLink {
   Link link;
   bool created = false;  // false: the URL already had this link
@@ -25,9 +36,17 @@ struct CreatedLink {
 
 /// What storing a URL under one chosen id did.
 enum class Claim {
-  created,   // the row is new, and committed
-  existing,  // the id already holds this very URL
-  taken,     // the id holds a different URL: nothing changed
+  created,   // the row is new (or was restored), and committed
+  existing,  // the id already holds this very URL, live
+  taken,     // the id holds a different URL, live: nothing changed
+  deleted,   // the id holds a deleted link (of any URL): nothing changed
+};
+
+/// What deleting an id did.
+enum class Removal {
+  deleted,          // it was live and is a tombstone now
+  already_deleted,  // it was a tombstone already
+  not_found,        // no link ever had the id
 };
 
 class LinkRepository {
@@ -36,35 +55,49 @@ class LinkRepository {
   /// repository executes, so requests skip parsing and planning.
   static std::string session_script();
 
-  /// The statement the Batcher combines lookups into (see Batcher::Limits::lookup_statement).
-  static std::string_view lookup_statement();
+  /// The statement the Batcher combines lookups into (see Batcher::Limits::lookup).
+  static Statement lookup_statement();
+  /// The statement that makes a writing batch's commit durable (Batcher::Limits::durable).
+  static Statement durable_statement();
 
-  /// `ring` and `batchers` must outlive the repository; shards are in ring order.
-  LinkRepository(const ring::Ring& ring, const BatcherGroup& batchers)
-      : ring_(ring), batcher_(batchers) {}
+  /// `ring` and `batcher` must outlive the repository; shards are in ring order.
+  LinkRepository(const ring::Ring& ring, Batcher& batcher) : ring_(ring), batcher_(batcher) {}
 
-  /// The link stored under `id`, or std::nullopt when there is none (an expected miss).
-  boost::asio::awaitable<StoreResult<std::optional<Link>>> find(std::string id);
+  /// The row stored under `id`, or std::nullopt when there is none (an expected miss).
+  boost::asio::awaitable<StoreResult<std::optional<StoredLink>>> find(std::string id,
+                                                                     Deadline deadline);
 
-  /// Stores `url` under the shortest free prefix of its digest (7 characters first), or returns the
-  /// link it already has. Race-free: the unique constraint on url_id decides, never a prior check.
-  /// Answers only after the row is committed.
-  boost::asio::awaitable<StoreResult<CreatedLink>> create(std::string url);
+  /// The link of `url`: the tutorial's own id for it when the tutorial stored it (live), else the
+  /// first prefix of its digest (7 characters first) that is free or holds `url` live; a prefix
+  /// that holds another URL, or any deleted link, keeps its place and is skipped. Stores it when
+  /// new. Race-free: the unique constraint on url_id decides, never a prior check. Answers only
+  /// after the row is committed.
+  boost::asio::awaitable<StoreResult<CreatedLink>> create(std::string url, Deadline deadline);
 
   /// Stores `url` under exactly `id` (a user's alias). Race-free like create().
-  boost::asio::awaitable<StoreResult<Claim>> claim(std::string url, std::string id);
+  boost::asio::awaitable<StoreResult<Claim>> claim(std::string url, std::string id,
+                                                   Deadline deadline);
 
-  /// Deletes the link stored under `id`; false when there was none.
-  boost::asio::awaitable<StoreResult<bool>> remove(std::string id);
+  /// Brings the deleted link `id` back, pointing at `url`: created when it was a tombstone;
+  /// otherwise what claim() finds (existing, taken, or created when no row had the id).
+  boost::asio::awaitable<StoreResult<Claim>> restore(std::string url, std::string id,
+                                                     Deadline deadline);
+
+  /// Deletes the link stored under `id`, keeping a tombstone.
+  boost::asio::awaitable<StoreResult<Removal>> remove(std::string id, Deadline deadline);
 
   [[nodiscard]] const ring::Ring& ring() const noexcept { return ring_; }
+  [[nodiscard]] std::size_t owner_of(std::string_view id) const noexcept {
+    return ring_.owner_of(id);
+  }
 
  private:
   /// One INSERT ... ON CONFLICT for `id` on the shard that owns it.
-  boost::asio::awaitable<StoreResult<Claim>> insert(const std::string& url, const std::string& id);
+  boost::asio::awaitable<StoreResult<Claim>> insert(const std::string& url, const std::string& id,
+                                                    Deadline deadline);
 
   const ring::Ring& ring_;
-  const BatcherGroup& batcher_;
+  Batcher& batcher_;
 };
 
 }  // namespace shardurl

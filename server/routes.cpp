@@ -5,6 +5,7 @@
 #include <array>
 
 #include "link_cache.hpp"
+#include "log.hpp"
 #include "link_repository.hpp"
 #include "openapi.hpp"
 #include "request_target.hpp"
@@ -59,19 +60,6 @@ std::string link_json(std::string_view id, std::string_view url, const ring::Nod
   out += server_json(node);
   out += '}';
   return out;
-}
-
-Response store_failure(const StoreError& e) {
-  switch (e.kind) {
-    case StoreError::Kind::shard_timeout:
-      return error_response(504, "shard " + e.shard + " timed out");
-    case StoreError::Kind::shard_unavailable:
-      return error_response(503, "shard " + e.shard + " unavailable");
-    case StoreError::Kind::shard_overloaded:
-      return error_response(503, "shard " + e.shard + " overloaded");
-    case StoreError::Kind::internal: break;
-  }
-  return error_response(500, "internal error");
 }
 
 Response method_not_allowed(std::string_view allow) {
@@ -175,7 +163,7 @@ asio::awaitable<Response> Routes::handle(const Request& request) {
     if (const auto* full_url = target.param("full_url")) {
       return create_from_query(*full_url);
     }
-    if (is_json(request.content_type)) return create_from_json(request.body);
+    if (is_json(request.content_type)) return create_from_json(request.body, request.api_key);
     return answered(json_answer(422, std::string(missing_full_url)));
   }
   if (path.size() == 2 && path[0] == "urls") {
@@ -208,14 +196,14 @@ asio::awaitable<Response> Routes::handle(const Request& request) {
 Response Routes::ready() const {
   json::object states;
   std::string down;
-  const auto now = ShardHealth::Clock::now();
+  const auto now = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < shards_.size(); ++i) {
-    const auto& health = shards_.health(i);
-    json::object entry{{"state", to_string(health.state())}};
-    if (health.state() == ShardState::down) {
-      entry["error"] = health.last_error();
+    const ShardStatus status = shards_.status(i);
+    json::object entry{{"state", to_string(status.state)}};
+    if (status.state == ShardState::down) {
+      entry["error"] = status.error;
       entry["down_for_ms"] =
-          std::chrono::duration_cast<std::chrono::milliseconds>(now - health.since()).count();
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - status.since).count();
       down += (down.empty() ? "" : ", ") + shards_.name(i);
     }
     states[shards_.name(i)] = std::move(entry);
@@ -230,92 +218,168 @@ Response Routes::ready() const {
   return json_answer(down.empty() ? 200u : 503u, json::serialize(body));
 }
 
+Routes::Deadline Routes::deadline() const {
+  return std::chrono::steady_clock::now() + settings_.request_timeout;
+}
+
+Response Routes::store_failure(const StoreError& e) const {
+  unsigned status = 500;
+  std::string detail = "internal error";
+  switch (e.kind) {
+    case StoreError::Kind::shard_timeout:
+      status = 504;
+      detail = "shard " + e.shard + " timed out";
+      break;
+    case StoreError::Kind::shard_unavailable:
+      status = 503;
+      detail = "shard " + e.shard + " unavailable";
+      break;
+    case StoreError::Kind::shard_overloaded:
+      status = 503;
+      detail = "shard " + e.shard + " overloaded";
+      break;
+    case StoreError::Kind::internal: break;
+  }
+  // Every 5xx has its cause in the log: the shard, the SQLSTATE and the server's message are in
+  // e.detail. At most one line a second per shard and status; the next line counts the rest.
+  const std::string code = std::to_string(status);
+  log::throttled(e.shard + "/" + code, status == 500 ? log::Level::error : log::Level::warning,
+                 "answered " + code + " (" + detail + "): shard " + e.shard + ": " + e.detail,
+                 {{"status", code}, {"shard", e.shard}, {"error", e.detail}});
+  return error_response(status, detail);
+}
+
 asio::awaitable<Response> Routes::create_from_query(std::string url) {
   if (auto problem = url_problem(url, settings_.max_url_length)) {
     co_return error_response(422, *problem);
   }
-  auto created = co_await links_.create(url);
+  auto created = co_await links_.create(url, deadline());
   if (!created) co_return store_failure(created.error());
   const auto& link = created->link;
   // The tutorial's form answers 200 whether or not the link is new.
   co_return link_answer(200, link.id, link.url);
 }
 
-asio::awaitable<Response> Routes::create_from_json(std::string_view body) {
+asio::awaitable<Response> Routes::create_from_json(std::string_view body,
+                                                   std::optional<std::string_view> key) {
   auto parsed = parse_create_body(body);
   if (auto* why = std::get_if<std::string>(&parsed)) co_return error_response(422, *why);
   auto& request = std::get<CreateBody>(parsed);
   if (auto problem = url_problem(request.url, settings_.max_url_length)) {
     co_return error_response(422, *problem);
   }
+  const auto until = deadline();
   if (!request.alias) {
-    auto created = co_await links_.create(std::move(request.url));
+    auto created = co_await links_.create(std::move(request.url), until);
     if (!created) co_return store_failure(created.error());
     const auto& link = created->link;
     co_return link_answer(created->created ? 201u : 200u, link.id, link.url);
   }
-  if (auto problem = alias_problem(*request.alias)) co_return error_response(422, *problem);
-  auto claimed = co_await links_.claim(request.url, *request.alias);
-  if (!claimed) co_return store_failure(claimed.error());
-  if (*claimed == Claim::taken) {
-    co_return error_response(409,
-                             "alias " + *request.alias + " is already used for a different URL");
+  std::string& alias = *request.alias;
+  if (auto problem = alias_problem(alias)) co_return error_response(422, *problem);
+  // A key is checked only when one is given: anyone may create, only a key holder may restore.
+  if (key && !keys_.accepts(*key)) co_return error_response(403, "the API key is not valid");
+  auto claimed = co_await links_.claim(request.url, alias, until);
+  if (claimed && *claimed == Claim::deleted && key) {
+    claimed = co_await links_.restore(request.url, alias, until);
   }
-  const Link link{std::move(*request.alias), std::move(request.url)};
-  co_return link_answer(*claimed == Claim::created ? 201u : 200u, link.id, link.url);
+  if (!claimed) co_return store_failure(claimed.error());
+  switch (*claimed) {
+    case Claim::taken:
+      co_return error_response(409, "alias " + alias + " is already used for a different URL");
+    case Claim::deleted:
+      co_return error_response(410, "alias " + alias +
+                                        " belonged to a deleted link and is not reused; an API "
+                                        "key holder may restore it (X-Api-Key)");
+    case Claim::created:
+    case Claim::existing: break;
+  }
+  co_return link_answer(*claimed == Claim::created ? 201u : 200u, alias, request.url);
 }
 
-asio::awaitable<StoreResult<std::optional<std::string>>> Routes::lookup(const std::string& id) {
-  const auto generation = cache_.generation();
-  auto found = co_await links_.find(id);
+asio::awaitable<StoreResult<std::optional<StoredLink>>> Routes::lookup(const std::string& id) {
+  const std::size_t shard = links_.owner_of(id);
+  const auto ticket = cache_.ticket(shard);
+  auto found = co_await links_.find(id, deadline());
   if (!found) co_return found.error();
-  if (!*found) co_return std::optional<std::string>{};
-  cache_.put(id, (*found)->url, generation, LinkCache::Clock::now());
-  co_return std::optional<std::string>(std::move((*found)->url));
+  if (*found && !(*found)->deleted) {
+    const std::string& url = (*found)->url;
+    cache_.put(id, url, may_redirect_to(url) ? location_value(url) : std::string(), shard, ticket,
+               LinkCache::Clock::now());
+  }
+  co_return found;
 }
 
 Response Routes::link_answer(unsigned status, std::string_view id, std::string_view url) const {
   return json_answer(status, link_json(id, url, links_.ring().node_of(id)));
 }
 
-Response Routes::redirect_to(std::string_view url) const {
+Response Routes::redirect_to(std::string_view id, std::string_view location) const {
+  if (location.empty()) {
+    // A row the tutorial stored without validation: an empty, relative, javascript:, data: ...
+    // target is never sent to a browser. GET /urls/{id} still shows it.
+    return error_response(409, "Url with id: " + std::string(id) +
+                                   " is not redirected: its stored URL is not an absolute "
+                                   "http or https URL (GET /urls/" + std::string(id) +
+                                   " shows it)");
+  }
   Response r;
   r.status = settings_.redirect_status;
   r.content_type = {};
-  r.location = location_value(url);
+  r.location = location;
   // Permanent redirects are cached by browsers for ever unless told otherwise: keep that private
   // and short, so a deleted link stops redirecting soon. Temporary ones are not cached at all.
   if (r.status == 301 || r.status == 308) r.cache_control = "private, max-age=90";
   return r;
 }
 
-// A cache hit is answered from the cached string itself, before anything can suspend (and so
+namespace {
+
+Response not_found(std::string_view id) {
+  return error_response(404, "Url with id: " + std::string(id) + " was not found");
+}
+
+Response gone(std::string_view id) {
+  return error_response(410, "Url with id: " + std::string(id) + " was deleted");
+}
+
+}  // namespace
+
+// A cache hit is answered from the cached strings themselves, before anything can suspend (and so
 // before anything else on this thread can touch the cache).
 asio::awaitable<Response> Routes::get(std::string id) {
-  if (auto hit = cache_.find(id, LinkCache::Clock::now())) co_return link_answer(200, id, *hit);
-  auto url = co_await lookup(id);
-  if (!url) co_return store_failure(url.error());
-  if (!*url) co_return error_response(404, "Url with id: " + id + " was not found");
-  co_return link_answer(200, id, **url);
+  if (auto hit = cache_.find(id, LinkCache::Clock::now())) co_return link_answer(200, id, hit->url);
+  auto found = co_await lookup(id);
+  if (!found) co_return store_failure(found.error());
+  if (!*found) co_return not_found(id);
+  if ((*found)->deleted) co_return gone(id);
+  co_return link_answer(200, id, (*found)->url);
 }
 
 asio::awaitable<Response> Routes::redirect(std::string id) {
-  if (auto hit = cache_.find(id, LinkCache::Clock::now())) co_return redirect_to(*hit);
-  auto url = co_await lookup(id);
-  if (!url) co_return store_failure(url.error());
-  if (!*url) co_return error_response(404, "Url with id: " + id + " was not found");
-  co_return redirect_to(**url);
+  if (auto hit = cache_.find(id, LinkCache::Clock::now())) co_return redirect_to(id, hit->location);
+  auto found = co_await lookup(id);
+  if (!found) co_return store_failure(found.error());
+  if (!*found) co_return not_found(id);
+  if ((*found)->deleted) co_return gone(id);
+  const std::string& url = (*found)->url;
+  co_return redirect_to(id, may_redirect_to(url) ? location_value(url) : std::string());
 }
 
 asio::awaitable<Response> Routes::remove(std::string id, std::optional<std::string_view> key) {
   if (!key) co_return error_response(401, "an X-Api-Key header is required to delete links");
   if (!keys_.accepts(*key)) co_return error_response(403, "the API key is not valid");
   // Every worker's cache, before and after: a lookup racing the delete must not re-cache it.
+  // Other instances hear of it from the shard (ChangeFeed).
   co_await caches_.evict(id);
-  auto removed = co_await links_.remove(id);
+  auto removed = co_await links_.remove(id, deadline());
   co_await caches_.evict(id);
   if (!removed) co_return store_failure(removed.error());
-  if (!*removed) co_return error_response(404, "Url with id: " + id + " was not found");
+  switch (*removed) {
+    case Removal::not_found: co_return not_found(id);
+    case Removal::already_deleted: co_return gone(id);
+    case Removal::deleted: break;
+  }
   Response done;
   done.status = 204;
   done.content_type = {};

@@ -5,6 +5,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/http/verb.hpp>
 
+#include <chrono>
 #include <optional>
 #include <span>
 #include <string>
@@ -22,6 +23,7 @@ class CacheGroup;
 class LinkCache;
 class LinkRepository;
 class Shards;
+struct StoredLink;
 
 struct Request {
   boost::beast::http::verb method = boost::beast::http::verb::get;
@@ -52,6 +54,8 @@ std::string server_json(const ring::Node& node);
 struct RouteSettings {
   unsigned redirect_status = 302;
   std::size_t max_url_length = 2048;
+  /// Each request's work on the shards ends by then (timeouts.request_ms); then 504.
+  std::chrono::milliseconds request_timeout{2000};
 };
 
 /// One route the server answers, in OpenAPI's path syntax.
@@ -74,17 +78,23 @@ class Routes {
   static std::span<const RouteInfo> table() noexcept;
 
  private:
+  using Deadline = std::chrono::steady_clock::time_point;
+  [[nodiscard]] Deadline deadline() const;
   boost::asio::awaitable<Response> create_from_query(std::string url);
-  boost::asio::awaitable<Response> create_from_json(std::string_view body);
-  /// The URL stored under `id`, from the shard (the cache missed), and cached.
-  boost::asio::awaitable<StoreResult<std::optional<std::string>>> lookup(const std::string& id);
+  boost::asio::awaitable<Response> create_from_json(std::string_view body,
+                                                    std::optional<std::string_view> key);
+  /// The row stored under `id`, from the shard (the cache missed); a live one is cached.
+  boost::asio::awaitable<StoreResult<std::optional<StoredLink>>> lookup(const std::string& id);
   /// `status` with the tutorial's link JSON: url_id, url and the owning shard.
   Response link_answer(unsigned status, std::string_view id, std::string_view url) const;
-  Response redirect_to(std::string_view url) const;
+  /// The redirect to an already encoded Location, or 409 when the link may not redirect.
+  Response redirect_to(std::string_view id, std::string_view location) const;
   boost::asio::awaitable<Response> get(std::string id);
   boost::asio::awaitable<Response> redirect(std::string id);
   boost::asio::awaitable<Response> remove(std::string id, std::optional<std::string_view> key);
   Response ready() const;
+  /// A 5xx for a failed store call, logged with its cause (throttled per shard and status).
+  Response store_failure(const StoreError& e) const;
 
   LinkRepository& links_;
   LinkCache& cache_;

@@ -14,16 +14,22 @@
 
 #include <algorithm>
 #include <csignal>
+#include <functional>
+#include <sstream>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include "batcher.hpp"
+#include "change_feed.hpp"
 #include "http_server.hpp"
 #include "link_cache.hpp"
 #include "link_repository.hpp"
+#include "log.hpp"
 #include "routes.hpp"
+#include "shards.hpp"
 
 namespace shardurl {
 namespace asio = boost::asio;
@@ -44,36 +50,24 @@ std::size_t raise_open_file_limit() {
                                       : static_cast<std::size_t>(limit.rlim_cur / 2);
 }
 
-// Everything one event loop owns: its thread's shard sessions, statement queues and cache. Nothing
-// in here is touched from another thread, except through BatcherGroup and CacheGroup (which post).
-// Each worker's Shards watches every shard (for /readyz), but only the shards this worker owns in
-// the BatcherGroup carry statements.
+// What one event loop owns besides its shards (see Shards: shard i's pool, queue and feed live on
+// worker i mod n): its cache and its routes. Nothing in here is touched from another thread except
+// through CacheGroup, which posts.
 struct Worker {
-  Worker(const Config& config, const ring::Ring& ring, const BatcherGroup& batchers,
-         const CacheGroup& caches, const std::vector<std::string>& keys)
-      : io(1),
-        shards(io.get_executor(), config, ring, LinkRepository::session_script()),
-        batcher(io.get_executor(), shards,
-                Batcher::Limits{config.pool.max_batch, config.pool.max_waiters, config.pool.size,
-                                LinkRepository::lookup_statement()}),
-        links(ring, batchers),
-        cache(config.cache.entries, std::chrono::seconds(config.cache.ttl_s)),
+  Worker(const Config& config, std::size_t shard_count, LinkRepository& links,
+         const CacheGroup& caches, const Shards& shards, const std::vector<std::string>& keys)
+      : cache(config.cache.entries, std::chrono::seconds(config.cache.ttl_s), shard_count),
         routes(links, cache, caches, shards,
-               RouteSettings{config.redirect_status, config.max_url_length}, ApiKeys(keys)),
-        guard(io.get_executor()) {}
+               RouteSettings{config.redirect_status, config.max_url_length,
+                             std::chrono::milliseconds(config.timeouts.request_ms)},
+               ApiKeys(keys)) {}
 
-  asio::io_context io;
-  Shards shards;
-  Batcher batcher;
-  LinkRepository links;
   LinkCache cache;
   Routes routes;
-  asio::executor_work_guard<asio::io_context::executor_type> guard;  // run() until stopped
 };
 
 // Stops accepting, lets requests in flight finish (bounded by `deadline`), then stops every loop.
-asio::awaitable<void> drain_and_stop(HttpServer& server,
-                                     std::vector<std::unique_ptr<Worker>>& workers,
+asio::awaitable<void> drain_and_stop(HttpServer& server, const std::function<void()>& stop_all,
                                      std::chrono::milliseconds deadline) {
   server.stop();
   asio::steady_timer tick(co_await asio::this_coro::executor);
@@ -83,15 +77,17 @@ asio::awaitable<void> drain_and_stop(HttpServer& server,
     co_await tick.async_wait(asio::use_awaitable);
   }
   if (server.connections() > 0) {
-    std::clog << "shardurl: " << server.connections()
-              << " connections still open at the shutdown deadline; closing them\n";
+    log::warning(std::to_string(server.connections()) +
+                 " connections still open at the shutdown deadline; closing them");
   }
-  for (auto& worker : workers) {
-    asio::post(worker->io, [&w = *worker] {
-      w.shards.close();
-      w.io.stop();
-    });
-  }
+  stop_all();
+}
+
+// The listen target of each shard's change feed, or empty when it has none.
+std::string feed_conninfo(const ShardConfig& shard) {
+  if (!shard.listen_conninfo.empty()) return shard.listen_conninfo;
+  if (shard.pool_mode == PoolMode::transaction) return {};
+  return shard.conninfo;
 }
 
 }  // namespace
@@ -108,19 +104,52 @@ int serve(const Config& config) {
   if (const char* env = std::getenv("SHARDURL_API_KEYS")) {
     for (auto& key : ApiKeys::parse_list(env)) keys.push_back(std::move(key));
   }
-  if (keys.empty()) std::clog << "shardurl: no API keys configured: DELETE answers 403\n";
+  if (keys.empty()) log::warning("no API keys configured: every DELETE answers 403");
 
   const unsigned count =
       config.workers != 0 ? config.workers : std::max(1u, std::thread::hardware_concurrency());
+  // The loops first: everything below posts to them, and they outlive it all.
+  std::vector<std::unique_ptr<asio::io_context>> loops;
+  std::vector<asio::any_io_executor> homes;
+  for (unsigned i = 0; i < count; ++i) {
+    loops.push_back(std::make_unique<asio::io_context>(1));
+    homes.push_back(loops.back()->get_executor());
+  }
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  for (auto& loop : loops) guards.push_back(asio::make_work_guard(*loop));
+
+  Shards shards(homes, config, ring, LinkRepository::session_script());
+  Batcher batcher(shards, Batcher::Limits{config.pool.max_batch, config.pool.max_waiters,
+                                          config.pool.size, LinkRepository::lookup_statement(),
+                                          LinkRepository::durable_statement()});
+  LinkRepository links(ring, batcher);
   CacheGroup caches;
-  BatcherGroup batchers;
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<HttpWorker> http_workers;
   for (unsigned i = 0; i < count; ++i) {
-    workers.push_back(std::make_unique<Worker>(config, ring, batchers, caches, keys));
-    caches.add(workers.back()->io.get_executor(), workers.back()->cache);
-    batchers.add(workers.back()->io.get_executor(), workers.back()->batcher);
-    http_workers.push_back(HttpWorker{&workers.back()->io, &workers.back()->routes});
+    workers.push_back(
+        std::make_unique<Worker>(config, shards.size(), links, caches, shards, keys));
+    caches.add(homes[i], workers.back()->cache);
+    http_workers.push_back(HttpWorker{loops[i].get(), &workers.back()->routes});
+  }
+  // One change feed per shard, on its home, while there is a cache to keep current.
+  std::vector<std::unique_ptr<ChangeFeed>> feeds;
+  if (config.cache.entries > 0) {
+    const FeedTiming timing{std::chrono::milliseconds(200), std::chrono::milliseconds(900),
+                            std::chrono::milliseconds(config.timeouts.connect_ms),
+                            std::chrono::milliseconds(config.timeouts.query_ms),
+                            std::chrono::milliseconds(config.health.interval_down_ms)};
+    for (std::size_t i = 0; i < shards.size(); ++i) {
+      const std::string target = feed_conninfo(shards.config(i));
+      if (target.empty()) {
+        log::warning("shard " + shards.name(i) +
+                     ": pool_mode is transaction and no listen_conninfo is set, so no change "
+                     "notifications: its links are never served from the cache");
+        continue;
+      }
+      feeds.push_back(std::make_unique<ChangeFeed>(shards.home(i), i, shards.name(i), target,
+                                                   caches, timing));
+    }
   }
 
   HttpLimits limits;
@@ -140,31 +169,53 @@ int serve(const Config& config) {
     return 1;
   }
   server->start();
-  for (auto& worker : workers) worker->shards.start();
+  shards.start();
+  for (auto& feed : feeds) feed->start();
 
-  asio::io_context& main_io = workers.front()->io;
+  // Everything stops on its own thread: pools, probes and feeds, then the loops.
+  const std::function<void()> stop_all = [&] {
+    for (auto& feed : feeds) feed->close();
+    shards.close();
+    for (auto& loop : loops) asio::post(*loop, [&l = *loop] { l.stop(); });
+  };
+  asio::io_context& main_io = *loops.front();
   asio::signal_set signals(main_io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code& ec, int signal) {
-    if (ec) return;
-    std::clog << "shardurl: " << (signal == SIGINT ? "SIGINT" : "SIGTERM")
-              << ": finishing requests in flight, then exiting\n";
-    asio::co_spawn(
-        main_io,
-        drain_and_stop(*server, workers, std::chrono::milliseconds(config.timeouts.shutdown_ms)),
-        asio::detached);
-  });
+  bool draining = false;
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int signal) {
+        if (ec) return;
+        const char* name = signal == SIGINT ? "SIGINT" : "SIGTERM";
+        if (draining) {
+          // A second signal: the operator will not wait for the drain.
+          log::warning(std::string(name) + " again: closing " +
+                       std::to_string(server->connections()) + " connections now");
+          stop_all();
+          return;
+        }
+        draining = true;
+        log::info(std::string(name) + ": finishing requests in flight, then exiting (send it "
+                                      "again to exit at once)");
+        asio::co_spawn(main_io,
+                       drain_and_stop(*server, stop_all,
+                                      std::chrono::milliseconds(config.timeouts.shutdown_ms)),
+                       asio::detached);
+        signals.async_wait(on_signal);
+      };
+  signals.async_wait(on_signal);
 
-  std::clog << "shardurl: serving http://" << endpoint << " on " << config.shards.size()
-            << " shards (ring: " << ring::to_string(config.hash) << ", " << count
-            << (count == 1 ? " worker" : " workers") << ")\n";
+  std::ostringstream started;
+  started << "serving http://" << endpoint << " on " << config.shards.size() << " shards (ring: "
+          << ring::to_string(config.hash) << ", " << count << (count == 1 ? " worker" : " workers")
+          << ")";
+  log::info(started.str());
   std::vector<std::thread> threads;
-  for (std::size_t i = 1; i < workers.size(); ++i) {
-    threads.emplace_back([&io = workers[i]->io] { io.run(); });
+  for (std::size_t i = 1; i < loops.size(); ++i) {
+    threads.emplace_back([&io = *loops[i]] { io.run(); });
   }
   main_io.run();
   for (auto& thread : threads) thread.join();
   server.reset();  // before the loops it uses
-  std::clog << "shardurl: stopped\n";
+  log::info("stopped");
   return 0;
 }
 

@@ -3,12 +3,15 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <iostream>
+#include <algorithm>
+#include <charconv>
 #include <optional>
 
+#include "log.hpp"
 #include "pgasync/connection.hpp"
 #include "pgasync/shard_pool.hpp"
 
@@ -18,64 +21,88 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 namespace {
-// Every session commits durably, whatever the server's own setting: a create is acknowledged only
-// after its commit reached disk.
-constexpr std::string_view session_options = "-c synchronous_commit=on";
+
+// The schema this shardurl needs (initdb/ keeps it in shardurl_meta): 2 is tombstones and the
+// tutorial-id count of initdb/002_link_states.sql.
+constexpr int required_schema_version = 2;
+
+// The probe: is the server up, does it hold the schema this build needs, and did the tutorial
+// leave rows under its derived ids? One round trip.
+constexpr std::string_view probe_sql =
+    "SELECT (SELECT value FROM shardurl_meta WHERE key = 'schema_version'), "
+    "(SELECT value FROM shardurl_meta WHERE key = 'tutorial_ids')";
+
+int to_int(std::string_view text) {
+  int value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return ec == std::errc{} && end == text.data() + text.size() ? value : -1;
+}
+
 }  // namespace
 
 struct Shards::Shard {
-  std::string name;
-  std::string conninfo;
+  Shard(asio::any_io_executor ex, ShardConfig c, pgasync::PoolConfig pool_config,
+        HealthPolicy policy)
+      : home(ex),
+        config(std::move(c)),
+        pool(ex, config.conninfo, std::move(pool_config)),
+        health(policy),
+        wake(ex),
+        prepared(config.pool_mode == PoolMode::session) {}
+
+  asio::any_io_executor home;
+  ShardConfig config;
+  // Home thread only.
   pgasync::ShardPool pool;
   ShardHealth health;
   asio::steady_timer wake;
-
-  Shard(asio::any_io_executor ex, std::string n, std::string info, pgasync::PoolConfig pool_config,
-        HealthPolicy policy)
-      : name(std::move(n)),
-        conninfo(info),
-        pool(ex, std::move(info), std::move(pool_config)),
-        health(policy),
-        wake(ex) {}
+  bool prepared;
+  // Any thread.
+  mutable std::mutex status_mutex;
+  ShardStatus status;
+  std::atomic<TutorialIds> tutorial_ids{TutorialIds::unknown};
 };
 
 void throw_exception_from_error(const StoreError& e, const boost::source_location&) {
   throw std::runtime_error("shard " + e.shard + ": " + e.detail);
 }
 
-Shards::Shards(asio::any_io_executor executor, const Config& config, const ring::Ring& ring,
-               std::string session_script)
-    : executor_(std::move(executor)), timeouts_(config.timeouts) {
+Shards::Shards(std::vector<asio::any_io_executor> homes, const Config& config,
+               const ring::Ring& ring, std::string session_script)
+    : timeouts_(config.timeouts) {
   pgasync::PoolConfig pool;
   pool.max_size = config.pool.size;
-  pool.max_waiters = config.pool.max_waiters;
+  // Only the shard's drain loops acquire, never more of them than sessions: nobody waits here.
+  pool.max_waiters = config.pool.size;
   pool.connect_timeout = milliseconds(timeouts_.connect_ms);
-  pool.session_options = session_options;
   pool.session_script = std::move(session_script);
   const HealthPolicy policy{milliseconds(config.health.interval_up_ms),
                             milliseconds(config.health.interval_down_ms)};
   for (const auto& node : ring.nodes()) {
     const auto it = std::find_if(config.shards.begin(), config.shards.end(),
                                  [&](const ShardConfig& s) { return s.name == node.name; });
-    shards_.push_back(std::make_unique<Shard>(executor_, node.name, it->conninfo, pool, policy));
+    pgasync::PoolConfig own = pool;
+    if (it->pool_mode == PoolMode::transaction) own.session_script.clear();
+    const auto& home = homes[shards_.size() % homes.size()];
+    shards_.push_back(std::make_unique<Shard>(home, *it, std::move(own), policy));
   }
 }
 
-Shards::~Shards() {
-  close();
-}
+Shards::~Shards() = default;
 
 void Shards::start() {
   for (std::size_t i = 0; i < shards_.size(); ++i) {
-    asio::co_spawn(executor_, probe_loop(i), asio::detached);
+    asio::co_spawn(shards_[i]->home, probe_loop(i), asio::detached);
   }
 }
 
-void Shards::close() noexcept {
+void Shards::close() {
   closed_ = true;
   for (auto& shard : shards_) {
-    shard->pool.close();
-    shard->wake.cancel();
+    asio::post(shard->home, [s = shard.get()] {
+      s->pool.close();
+      s->wake.cancel();
+    });
   }
 }
 
@@ -83,20 +110,48 @@ std::size_t Shards::size() const noexcept {
   return shards_.size();
 }
 const std::string& Shards::name(std::size_t i) const noexcept {
-  return shards_[i]->name;
+  return shards_[i]->config.name;
 }
-const ShardHealth& Shards::health(std::size_t i) const noexcept {
-  return shards_[i]->health;
+const ShardConfig& Shards::config(std::size_t i) const noexcept {
+  return shards_[i]->config;
+}
+const asio::any_io_executor& Shards::home(std::size_t i) const noexcept {
+  return shards_[i]->home;
+}
+
+ShardStatus Shards::status(std::size_t i) const {
+  const std::lock_guard lock(shards_[i]->status_mutex);
+  return shards_[i]->status;
+}
+
+TutorialIds Shards::tutorial_ids(std::size_t i) const noexcept {
+  return shards_[i]->tutorial_ids.load(std::memory_order_relaxed);
 }
 
 Clock::time_point Shards::query_deadline() const noexcept {
   return Clock::now() + milliseconds(timeouts_.query_ms);
 }
 
+bool Shards::prepared_statements(std::size_t i) const noexcept {
+  return shards_[i]->prepared;
+}
+
+void Shards::use_unnamed_statements(std::size_t i, const std::string& why) {
+  Shard& shard = *shards_[i];
+  if (!shard.prepared) return;
+  shard.prepared = false;
+  shard.pool.set_session_script({});
+  log::warning("shard " + shard.config.name +
+                   ": prepared statements vanish between transactions (" + why +
+                   "): a transaction-mode pooler is on the way; sending unnamed statements from "
+                   "now on (set its \"pool_mode\" to \"transaction\" to start that way)",
+               {{"shard", shard.config.name}, {"event", "pool_mode_transaction"}});
+}
+
 std::optional<StoreError> Shards::refusal(std::size_t i) const {
   const Shard& shard = *shards_[i];
   if (!shard.health.fail_fast()) return std::nullopt;
-  return StoreError{StoreError::Kind::shard_unavailable, shard.name,
+  return StoreError{StoreError::Kind::shard_unavailable, shard.config.name,
                     "down: " + shard.health.last_error()};
 }
 
@@ -108,12 +163,12 @@ asio::awaitable<StoreResult<pgasync::Lease>> Shards::acquire(std::size_t i) {
   using pgasync::Errc;
   const auto& e = lease.error();
   if (e.code == Errc::pool_exhausted) {
-    co_return StoreError{StoreError::Kind::shard_overloaded, shard.name, e.describe()};
+    co_return StoreError{StoreError::Kind::shard_overloaded, shard.config.name, e.describe()};
   }
   if (e.code == Errc::timeout) {
     // Every connection is busy for longer than the wait allows: saturated or hung. Requests that
     // hold them will time out and take the shard down if it is hung.
-    co_return StoreError{StoreError::Kind::shard_unavailable, shard.name, e.describe()};
+    co_return StoreError{StoreError::Kind::shard_unavailable, shard.config.name, e.describe()};
   }
   co_return failed(i, e);
 }
@@ -121,30 +176,40 @@ asio::awaitable<StoreResult<pgasync::Lease>> Shards::acquire(std::size_t i) {
 StoreError Shards::failed(std::size_t i, const pgasync::Error& error) {
   using pgasync::Errc;
   Shard& shard = *shards_[i];
-  StoreError out{StoreError::Kind::internal, shard.name, error.describe()};
+  StoreError out{StoreError::Kind::internal, shard.config.name, error.describe()};
   if (error.code == Errc::timeout) {
-    out.kind = StoreError::Kind::shard_timeout;
-  } else if (error.code == Errc::server_error && !pgasync::is_fatal(error)) {
-    return out;  // the shard is fine; the statement is not
-  } else {
+    out.kind = StoreError::Kind::shard_timeout;  // the pipeline's own deadline: hung
+  } else if (pgasync::is_server_unavailable(error)) {
     out.kind = StoreError::Kind::shard_unavailable;
+  } else {
+    if (error.code == Errc::pool_closed || error.code == Errc::cancelled) {
+      out.kind = StoreError::Kind::shard_unavailable;
+    }
+    return out;  // the shard is fine; the statement is not (or we are shutting down)
   }
-  if (error.code != Errc::cancelled && error.code != Errc::pool_closed && !closed_) {
+  if (!closed_) {
     shard.health.request_failed(Clock::now(), error.describe());
-    log_transition(i);
+    publish(i);
     shard.wake.cancel();  // probe now rather than after the "up" interval
   }
   return out;
 }
 
-void Shards::log_transition(std::size_t i) {
+// Copies the state for other threads, and logs a change (once: only the home thread gets here).
+void Shards::publish(std::size_t i) {
   Shard& shard = *shards_[i];
+  {
+    const std::lock_guard lock(shard.status_mutex);
+    shard.status = ShardStatus{shard.health.state(), shard.health.last_error(), shard.health.since()};
+  }
   if (!shard.health.take_change()) return;
+  const std::string& name = shard.config.name;
   if (shard.health.state() == ShardState::down) {
-    std::clog << "shardurl: shard " << shard.name << ": down (" << shard.health.last_error()
-              << "); its keys answer 503 until it is back\n";
+    log::warning("shard " + name + ": down (" + shard.health.last_error() +
+                     "); its keys answer 503 until it is back",
+                 {{"shard", name}, {"event", "shard_down"}, {"error", shard.health.last_error()}});
   } else {
-    std::clog << "shardurl: shard " << shard.name << ": up\n";
+    log::info("shard " + name + ": up", {{"shard", name}, {"event", "shard_up"}});
   }
 }
 
@@ -157,8 +222,7 @@ asio::awaitable<void> Shards::probe_loop(std::size_t i) {
     if (!conn || conn->is_broken()) {
       conn.reset();
       auto opened = co_await pgasync::Connection::connect(
-          executor_, shard.conninfo, Clock::now() + milliseconds(timeouts_.connect_ms),
-          std::string(session_options));
+          shard.home, shard.config.conninfo, Clock::now() + milliseconds(timeouts_.connect_ms));
       if (opened) {
         conn.emplace(std::move(*opened));
       } else if (!closed_) {
@@ -166,17 +230,30 @@ asio::awaitable<void> Shards::probe_loop(std::size_t i) {
       }
     }
     if (conn) {
-      auto answer =
-          co_await conn->query("SELECT 1", {}, Clock::now() + milliseconds(timeouts_.query_ms));
+      auto answer = co_await conn->query(probe_sql, {}, query_deadline());
       if (closed_) break;
-      if (answer) {
-        shard.health.probe_succeeded(Clock::now());
+      if (!answer) {
+        const auto& err = answer.error();
+        std::string why = err.describe();
+        if (pgasync::has_sqlstate(err, "42P01")) {
+          why = "no shardurl_meta table: the shard's schema is older than this shardurl; apply "
+                "initdb/*.sql to it";
+        }
+        shard.health.probe_failed(Clock::now(), std::move(why));
+        if (conn->is_broken()) conn.reset();
+      } else if (const int version = to_int(answer->get(0, 0));
+                 version < required_schema_version) {
+        shard.health.probe_failed(
+            Clock::now(), "schema version " + std::string(answer->get(0, 0)) + ", this shardurl needs " +
+                              std::to_string(required_schema_version) + ": apply initdb/*.sql to it");
       } else {
-        shard.health.probe_failed(Clock::now(), answer.error().describe());
-        conn.reset();
+        shard.tutorial_ids.store(
+            to_int(answer->get(0, 1)) == 0 ? TutorialIds::absent : TutorialIds::present,
+            std::memory_order_relaxed);
+        shard.health.probe_succeeded(Clock::now());
       }
     }
-    log_transition(i);
+    publish(i);
     shard.wake.expires_after(shard.health.next_probe_in());
     co_await shard.wake.async_wait(asio::as_tuple(asio::use_awaitable));
   }

@@ -1,17 +1,24 @@
-// The shards as the service sees them: one connection pool and one health record per shard, and a
-// probe loop per shard that finds down, hung and recovered shards (like Boost.Redis's async_run:
-// callers only ask for connections; the loop owns detect -> mark down -> recover).
+// The shards as the service sees them: per shard one connection pool, one health record and one
+// probe loop that finds down, hung and recovered shards (like Boost.Redis's async_run: callers only
+// ask for connections; the loop owns detect -> mark down -> recover).
 //
-// Isolation: each shard has its own pool, wait queue and deadlines, so a hung or crashed shard
-// only ever costs its own keys. While a shard is down its requests fail at once.
+// Each shard lives on one worker thread, its home (shard i on worker i mod workers): its pool,
+// health, probe and statement queue (batcher.hpp) are only touched there, so they need no lock,
+// and a state change is seen, and logged, once. Other threads read a shard's status (for /readyz)
+// through a small locked snapshot.
+//
+// Isolation: each shard has its own pool, queue and deadlines, so a hung or crashed shard only
+// ever costs its own keys. While a shard is down its requests fail at once.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/system/result.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,11 +39,11 @@ struct StoreError {
   enum class Kind {
     shard_unavailable,  // down, refused, lost the connection: 503
     shard_overloaded,   // its wait queue is full: 503 at once (load shedding)
-    shard_timeout,      // did not answer within the query deadline: 504
-    internal,           // the shard answered with an error shardurl does not expect: 500
+    shard_timeout,      // the request's deadline passed, or the shard hung: 504
+    internal,           // the shard refused this statement with an error shardurl does not expect: 500
   } kind = Kind::internal;
   std::string shard;   // the shard's name, for the client and the log
-  std::string detail;  // for the log only: it can hold server internals
+  std::string detail;  // for the log only: it can hold server internals (SQLSTATE and message)
 };
 
 template <class T>
@@ -44,21 +51,50 @@ using StoreResult = boost::system::result<T, StoreError>;
 
 [[noreturn]] void throw_exception_from_error(const StoreError& e, const boost::source_location&);
 
+/// What a probe last found about the rows a shard holds.
+enum class TutorialIds {
+  unknown,  // not probed yet: a create must look for the URL's tutorial id on this shard
+  absent,   // initdb found no row the tutorial stored under its derived 5-character id
+  present,  // it found some
+};
+
+/// A shard's state as any thread may read it.
+struct ShardStatus {
+  ShardState state = ShardState::unknown;
+  std::string error;  // why it is down
+  std::chrono::steady_clock::time_point since{};
+};
+
 class Shards {
  public:
-  /// One pool per ring node, in ring order, on `executor` (which must run on one thread).
-  /// Every pooled session runs `session_script` when it opens (see pgasync::PoolConfig).
-  Shards(boost::asio::any_io_executor executor, const Config& config, const ring::Ring& ring,
-         std::string session_script = {});
+  /// One shard per ring node, in ring order; shard i's home is homes[i % homes.size()], whose
+  /// io_context must run on one thread. Every pooled session runs `session_script` when it opens
+  /// (the repository's PREPAREs), unless the shard sends unnamed statements (pool_mode
+  /// transaction, or a pooler found on the way: see use_unnamed_statements).
+  Shards(std::vector<boost::asio::any_io_executor> homes, const Config& config,
+         const ring::Ring& ring, std::string session_script);
   ~Shards();
   Shards(const Shards&) = delete;
   Shards& operator=(const Shards&) = delete;
 
-  /// Starts one probe loop per shard. Transitions are logged once each.
+  /// Starts each shard's probe loop on its home. State changes are logged once each.
   void start();
 
-  /// Stops the probes and closes every pool: later acquire() calls fail at once.
-  void close() noexcept;
+  /// Stops the probes and closes every pool, each on its home thread; later acquire() calls fail.
+  /// Callable from any thread.
+  void close();
+
+  [[nodiscard]] std::size_t size() const noexcept;
+  [[nodiscard]] const std::string& name(std::size_t i) const noexcept;
+  [[nodiscard]] const ShardConfig& config(std::size_t i) const noexcept;
+  [[nodiscard]] const boost::asio::any_io_executor& home(std::size_t i) const noexcept;
+
+  // --- Any thread.
+
+  [[nodiscard]] ShardStatus status(std::size_t i) const;
+  [[nodiscard]] TutorialIds tutorial_ids(std::size_t i) const noexcept;
+
+  // --- Only on shard i's home thread.
 
   /// A connection to shard `i`, waiting at most timeouts.pool_wait_ms. Fails at once when the shard
   /// is known to be down or its wait queue is full.
@@ -67,26 +103,31 @@ class Shards {
   /// Why shard `i` cannot take a statement now (it is known to be down), or std::nullopt.
   [[nodiscard]] std::optional<StoreError> refusal(std::size_t i) const;
 
-  /// The deadline for a statement started now.
+  /// The deadline for a pipeline started now (timeouts.query_ms): a shard that does not answer
+  /// within it is taken down as hung.
   [[nodiscard]] std::chrono::steady_clock::time_point query_deadline() const noexcept;
 
-  /// Turns a statement's failure on shard `i` into a StoreError, and takes the shard down when the
-  /// failure was at the connection level (see pgasync::is_fatal) or a timeout.
+  /// Turns a failure on shard `i` into a StoreError. The shard is taken down only when the failure
+  /// concerns the whole server (pgasync::is_server_unavailable) or the pipeline's deadline passed:
+  /// a statement's own error (a constraint, a missing prepared statement, ...) leaves it up.
   StoreError failed(std::size_t i, const pgasync::Error& error);
 
-  [[nodiscard]] std::size_t size() const noexcept;
-  [[nodiscard]] const std::string& name(std::size_t i) const noexcept;
-  [[nodiscard]] const ShardHealth& health(std::size_t i) const noexcept;
+  /// Whether shard `i`'s statements go out as named prepared statements (else unnamed).
+  [[nodiscard]] bool prepared_statements(std::size_t i) const noexcept;
+
+  /// Sends shard `i`'s statements unnamed from now on, and opens sessions without the PREPARE
+  /// script: a transaction-mode pooler was found on the way (`why`), which hands each transaction
+  /// whatever server session it likes, so named statements come and go. Logged once.
+  void use_unnamed_statements(std::size_t i, const std::string& why);
 
  private:
   struct Shard;
   boost::asio::awaitable<void> probe_loop(std::size_t i);
-  void log_transition(std::size_t i);
+  void publish(std::size_t i);
 
-  boost::asio::any_io_executor executor_;
   TimeoutConfig timeouts_;
   std::vector<std::unique_ptr<Shard>> shards_;
-  bool closed_ = false;
+  std::atomic<bool> closed_{false};
 };
 
 }  // namespace shardurl

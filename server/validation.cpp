@@ -4,6 +4,7 @@
 #include <boost/url/scheme.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <array>
 #include <charconv>
 #include <cstdint>
@@ -204,6 +205,10 @@ std::string location_value(std::string_view stored_url) {
     }
   }
   return out;
+}
+
+bool may_redirect_to(std::string_view stored_url) {
+  return !url_problem(stored_url, std::numeric_limits<std::size_t>::max());
 }
 
 bool is_plausible_id(std::string_view id) noexcept {

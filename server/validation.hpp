@@ -65,6 +65,11 @@ bool is_reserved(std::string_view word) noexcept;
 /// byte. The result holds only visible ASCII (0x21-0x7e) and can never split a response.
 std::string location_value(std::string_view stored_url);
 
+/// True when a stored URL may be sent as a redirect's Location: it passes url_problem (whatever its
+/// length). Rows the tutorial stored were never validated: an empty URL, a relative reference, a
+/// javascript:, data: or mailto: URL must never reach a browser as a redirect.
+bool may_redirect_to(std::string_view stored_url);
+
 /// True when `id` may be looked up at all: 1 to 64 bytes (longer ids never exist).
 bool is_plausible_id(std::string_view id) noexcept;
 

@@ -333,6 +333,16 @@ struct Connection::Impl {
     }
   }
 
+  // Moves every notification libpq has parsed so far into `out`.
+  void collect_notifications(std::vector<Notification>& out) {
+    (void)PQisBusy(conn);  // parses what PQconsumeInput read, notifications included
+    while (PGnotify* n = PQnotifies(conn)) {
+      out.push_back(Notification{n->relname != nullptr ? n->relname : "",
+                                 n->extra != nullptr ? n->extra : "", n->be_pid});
+      PQfreemem(n);
+    }
+  }
+
   Result<Outcomes> end_pipeline(Outcomes out, bool failed) {
     if (PQexitPipelineMode(conn) != 1) {
       auto message = trimmed(PQerrorMessage(conn));
@@ -502,7 +512,7 @@ asio::awaitable<Result<QueryResult>> Connection::execute_prepared(std::string_vi
 }
 
 asio::awaitable<Result<std::vector<Result<QueryResult>>>> Connection::execute_pipeline(
-    std::span<const PreparedCall> calls, Deadline deadline) {
+    std::span<const PipelineCall> calls, Deadline deadline) {
   Impl* impl = impl_.get();
   for (const auto& call : calls) {
     if (call.params.size() > max_params) {
@@ -518,12 +528,20 @@ asio::awaitable<Result<std::vector<Result<QueryResult>>>> Connection::execute_pi
     impl->busy = false;
     co_return impl->lost();
   }
-  std::string name;
+  std::string text;  // the name, or the unnamed statement's SQL: libpq wants NUL-terminated text
   for (const auto& call : calls) {
-    name.assign(call.statement);
     const ParamStorage storage(call.params);
-    if (PQsendQueryPrepared(impl->conn, name.c_str(), storage.count(), storage.pointers.data(),
-                            nullptr, nullptr, 0) != 1) {
+    int sent = 0;
+    if (!call.name.empty()) {
+      text.assign(call.name);
+      sent = PQsendQueryPrepared(impl->conn, text.c_str(), storage.count(),
+                                 storage.pointers.data(), nullptr, nullptr, 0);
+    } else {
+      text.assign(call.sql);
+      sent = PQsendQueryParams(impl->conn, text.c_str(), storage.count(), nullptr,
+                               storage.pointers.data(), nullptr, nullptr, 0);
+    }
+    if (sent != 1) {
       impl->busy = false;
       co_return impl->lost();
     }
@@ -534,6 +552,40 @@ asio::awaitable<Result<std::vector<Result<QueryResult>>>> Connection::execute_pi
     co_return impl->lost();
   }
   co_return co_await impl->complete_pipeline(calls.size(), deadline);
+}
+
+std::vector<Notification> Connection::take_notifications() {
+  std::vector<Notification> out;
+  if (impl_ && impl_->conn != nullptr) impl_->collect_notifications(out);
+  return out;
+}
+
+asio::awaitable<Result<std::vector<Notification>>> Connection::wait_notifications(
+    Deadline deadline) {
+  Impl* impl = impl_.get();
+  if (auto err = impl->begin()) co_return std::move(*err);
+  struct Unbusy {
+    bool& flag;
+    ~Unbusy() { flag = false; }
+  } unbusy{impl->busy};
+  std::vector<Notification> out;
+  try {
+    for (;;) {
+      // Whatever is already in libpq's buffer first: a notification may have come with the last
+      // reply, and the socket would then never turn readable for it.
+      if (PQconsumeInput(impl->conn) == 0) co_return impl->lost();
+      impl->collect_notifications(out);
+      if (!out.empty()) co_return out;
+      // Idle: nothing is owed to us, so running out of time or being cancelled leaves the
+      // session as good as it was. Only a failed wait or EOF ends it.
+      const Ready ready = co_await impl->wait(true, false, deadline);
+      if (ready == Ready::timeout) co_return out;
+      if (ready == Ready::cancelled) co_return make_error(Errc::cancelled);
+      if (ready == Ready::failed) co_return impl->lost("waiting on the socket failed");
+    }
+  } catch (const boost::system::system_error&) {
+    co_return make_error(Errc::cancelled);
+  }
 }
 
 bool Connection::is_broken() const noexcept {

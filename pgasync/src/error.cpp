@@ -62,7 +62,8 @@ bool is_fatal(const Error& err) noexcept {
     case Errc::protocol_error: return true;
     case Errc::server_error: {
       const std::string_view state = err.diag.sqlstate;
-      return state.starts_with("08") || state == "57P01" || state == "57P02" || state == "57P03";
+      return state.starts_with("08") || state == "57P01" || state == "57P02" ||
+             state == "57P03" || state == sqlstate::read_only_sql_transaction;
     }
     case Errc::pool_exhausted:
     case Errc::pool_closed:
@@ -71,6 +72,17 @@ bool is_fatal(const Error& err) noexcept {
     case Errc::pipeline_aborted: return false;
   }
   return true;
+}
+
+bool is_server_unavailable(const Error& err) noexcept {
+  if (err.code == Errc::cancelled || err.code == Errc::pool_exhausted ||
+      err.code == Errc::pool_closed) {
+    return false;
+  }
+  if (err.code != Errc::server_error) return is_fatal(err);
+  const std::string_view state = err.diag.sqlstate;
+  return is_fatal(err) || state.starts_with("53") || state.starts_with("58") ||
+         state.starts_with("28") || state == "57P04" || state == "3D000";
 }
 
 bool has_sqlstate(const Error& err, std::string_view state) noexcept {

@@ -78,23 +78,22 @@ struct PoolState : std::enable_shared_from_this<PoolState> {
 
   Lease lease(Connection conn) { return Lease(shared_from_this(), std::move(conn)); }
 
-  // Opens a session for a slot already counted in `open`.
-  asio::awaitable<Result<Lease>> connect_new(Deadline deadline) {
-    const Deadline connect_deadline = std::min(deadline, Clock::now() + config.connect_timeout);
-    auto conn =
-        co_await Connection::connect(ex, conninfo, connect_deadline, config.session_options);
+  // Opens a session for a slot already counted in `open`, within connect_timeout (its own bound:
+  // see PoolConfig::connect_timeout).
+  asio::awaitable<Result<Lease>> connect_new() {
+    const Deadline connect_deadline = Clock::now() + config.connect_timeout;
+    auto conn = co_await Connection::connect(ex, conninfo, connect_deadline, config.session_options);
     if (!conn) {
       free_slot();
       Error err = conn.error();
-      if (err.code == Errc::timeout && Clock::now() < deadline) {
-        err.code = Errc::connection_failed;  // our connect_timeout, not the caller's deadline
+      if (err.code == Errc::timeout) {
+        err.code = Errc::connection_failed;  // our connect_timeout, not a statement's deadline
         err.diag.client_message = "connect_timeout elapsed";
       }
       co_return err;
     }
     if (!config.session_script.empty() && !closed) {
-      // A statement on a session that is up: bounded by the caller's deadline, like any query.
-      auto ran = co_await conn->execute_script(config.session_script, deadline);
+      auto ran = co_await conn->execute_script(config.session_script, connect_deadline);
       if (!ran) {
         conn->close();
         free_slot();
@@ -185,7 +184,7 @@ asio::awaitable<Result<Lease>> ShardPool::acquire(Deadline deadline) {
 
   if (pool->open < pool->config.max_size) {
     ++pool->open;
-    co_return co_await pool->connect_new(deadline);
+    co_return co_await pool->connect_new();
   }
 
   if (pool->waiters.size() >= pool->config.max_waiters) {
@@ -206,10 +205,14 @@ asio::awaitable<Result<Lease>> ShardPool::acquire(Deadline deadline) {
   }
   if (waiter.slot) {
     waiter.slot = false;
-    co_return co_await pool->connect_new(deadline);
+    co_return co_await pool->connect_new();
   }
   if (waiter.closed) co_return Error{Errc::pool_closed, {}};
   co_return Error{ec ? Errc::cancelled : Errc::timeout, {}};
+}
+
+void ShardPool::set_session_script(std::string script) {
+  state_->config.session_script = std::move(script);
 }
 
 void ShardPool::close() noexcept {

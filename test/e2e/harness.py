@@ -53,10 +53,14 @@ def apply_initdb(port, db):
 class Server:
     """shardurl serve on a free port; a context manager that stops it with SIGTERM."""
 
-    def __init__(self, binary, db="postgres", names=TUTORIAL_NAMES, extra=None, ports=None):
+    def __init__(self, binary, db="postgres", names=TUTORIAL_NAMES, extra=None, ports=None,
+                 shard_extra=None, env=None):
+        """shard_extra: {name: {field: value}} merged into that shard's config object."""
         self.port = free_port()
         shards = [{"name": name, "conninfo": f"host=127.0.0.1 port={port} user=postgres dbname={db}"}
                   for name, port in zip(names, ports or shard_ports())]
+        for shard in shards:
+            shard.update((shard_extra or {}).get(shard["name"], {}))
         config = {"listen": f"127.0.0.1:{self.port}", "shards": shards}
         config.update(extra or {})
         self.config_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
@@ -64,7 +68,8 @@ class Server:
         self.config_file.close()
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([binary, "serve", "--config", self.config_file.name],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=None if env is None else {**os.environ, **env})
         deadline = time.monotonic() + 10
         while True:
             try:

@@ -23,6 +23,11 @@
 
 namespace asio = boost::asio;
 using shardurl::Batcher;
+using shardurl::Statement;
+
+#define LOOKUP_SQL                                                                          \
+  "SELECT CASE WHEN k.id LIKE 'x%' THEN NULL ELSE 'v' || k.id END, txid_current() FROM " \
+  "unnest($1::text[]) WITH ORDINALITY AS k(id, n) ORDER BY k.n"
 using shardurl::StoreError;
 using shardurl::StoreResult;
 using shardurl::pgasync::QueryResult;
@@ -37,7 +42,10 @@ std::string conninfo() {
 
 shardurl::Config one_shard(const std::string& info) {
   shardurl::Config config;
-  config.shards.push_back({"s0", info});
+  shardurl::ShardConfig shard;
+  shard.name = "s0";
+  shard.conninfo = info;
+  config.shards.push_back(shard);
   return config;
 }
 
@@ -45,53 +53,81 @@ shardurl::Config one_shard(const std::string& info) {
 constexpr const char* script =
     "PREPARE batch_echo (text) AS SELECT $1, txid_current();"
     "PREPARE batch_divide (text) AS SELECT 100 / $1::int, txid_current();"
-    // A lookup statement as Batcher::Limits::lookup_statement describes it: keys starting with
-    // 'x' have no value, every other key's value is 'v' || key.
-    "PREPARE batch_lookup (text[]) AS SELECT CASE WHEN k.id LIKE 'x%' THEN NULL ELSE 'v' || k.id "
-    "END, txid_current() FROM unnest($1::text[]) WITH ORDINALITY AS k(id, n) ORDER BY k.n";
+    // A lookup statement as Batcher::Limits::lookup describes it: keys starting with 'x' have no
+    // value, every other key's value is 'v' || key.
+    "PREPARE batch_lookup (text[]) AS " LOOKUP_SQL ";"
+    "PREPARE batch_durable AS SELECT set_config('synchronous_commit', 'on', true)";
+
+constexpr Statement echo{"batch_echo", "SELECT $1, txid_current()", false};
+constexpr Statement divide{"batch_divide", "SELECT 100 / $1::int, txid_current()", false};
+constexpr Statement lookup_statement{"batch_lookup", LOOKUP_SQL, false};
+constexpr Statement durable{"batch_durable", "SELECT set_config('synchronous_commit', 'on', true)",
+                            false};
+
+Batcher::Limits limits(std::size_t max_batch, std::size_t max_queued, std::size_t max_running = 1) {
+  return {max_batch, max_queued, max_running, lookup_statement, durable};
+}
 
 struct Outcome {
   bool ok = false;
   std::string value;
   std::string txid;
   StoreError error;
+  std::chrono::steady_clock::duration took{};
 };
 
-// Submits every parameter at once (all concurrent), runs the loop until all are answered.
-std::vector<Outcome> run_all(const shardurl::Config& config, const char* statement,
-                             const std::vector<std::string>& values, Batcher::Limits limits) {
+struct Run {
+  std::vector<Outcome> out;
+  shardurl::ShardStatus status;  // the shard's state once every statement was answered
+};
+
+// Submits every parameter at once (all concurrent), runs the loop until all are answered. A
+// `statement` with an empty sql means lookups. `timeout` is each statement's deadline from now.
+Run run_all(const shardurl::Config& config, const Statement& statement,
+            const std::vector<std::string>& values, Batcher::Limits batch_limits,
+            std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
   asio::io_context io(1);
   const auto ring = shardurl::make_ring(config);
-  shardurl::Shards shards(io.get_executor(), config, ring, script);
-  Batcher batcher(io.get_executor(), shards, limits);
-  std::vector<Outcome> out(values.size());
+  shardurl::Shards shards({io.get_executor()}, config, ring, script);
+  Batcher batcher(shards, batch_limits);
+  Run run;
+  run.out.resize(values.size());
   std::size_t answered = 0;
+  const auto start = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < values.size(); ++i) {
     asio::co_spawn(
         io,
         [&, i]() -> asio::awaitable<void> {
           // No co_await inside ?: : GCC 12 miscompiles it (see docs/notes.md).
           shardurl::StoreResult<shardurl::Rows> r = shardurl::StoreError{};
-          if (statement == std::string_view("lookup")) {
-            r = co_await batcher.lookup(0, values[i]);
+          const auto deadline = start + timeout;
+          if (statement.sql.empty()) {
+            r = co_await batcher.lookup(0, values[i], deadline);
           } else {
             std::vector<std::string> params{values[i]};
-            r = co_await batcher.run(0, statement, std::move(params));
+            r = co_await batcher.run(0, statement, std::move(params), deadline);
           }
+          run.out[i].took = std::chrono::steady_clock::now() - start;
           if (r && r->rows() == 0) {
-            out[i] = {true, "(none)", "", {}};
+            run.out[i].ok = true;
+            run.out[i].value = "(none)";
           } else if (r) {
-            out[i] = {true, std::string(r->get(0, 0)), std::string(r->get(0, 1)), {}};
+            run.out[i].ok = true;
+            run.out[i].value = std::string(r->get(0, 0));
+            run.out[i].txid = std::string(r->get(0, 1));
           } else {
-            out[i].error = r.error();
+            run.out[i].error = r.error();
           }
-          if (++answered == values.size()) shards.close();
+          if (++answered == values.size()) {
+            run.status = shards.status(0);
+            shards.close();
+          }
         },
         asio::detached);
   }
   io.run();
   REQUIRE(answered == values.size());
-  return out;
+  return run;
 }
 
 std::vector<std::string> numbers(int n) {
@@ -105,7 +141,7 @@ std::vector<std::string> numbers(int n) {
 TEST_CASE("concurrent statements share transactions, and each gets its own answer", "[batcher]") {
   const auto values = numbers(300);
   const auto out =
-      run_all(one_shard(conninfo()), "batch_echo", values, {64, 1000, 1, "batch_lookup"});
+      run_all(one_shard(conninfo()), echo, values, limits(64, 1000)).out;
   std::set<std::string> txids;
   for (std::size_t i = 0; i < values.size(); ++i) {
     INFO("statement " << i << ": " << out[i].error.detail);
@@ -122,7 +158,7 @@ TEST_CASE("concurrent statements share transactions, and each gets its own answe
 TEST_CASE("max_batch 1 sends every statement alone", "[batcher]") {
   const auto values = numbers(40);
   const auto out =
-      run_all(one_shard(conninfo()), "batch_echo", values, {1, 1000, 1, "batch_lookup"});
+      run_all(one_shard(conninfo()), echo, values, limits(1, 1000)).out;
   std::set<std::string> txids;
   for (const auto& o : out) {
     REQUIRE(o.ok);
@@ -136,8 +172,10 @@ TEST_CASE("a failing statement is answered with its error and the rest of its ba
   auto values = numbers(100);
   values[10] = "0";  // division by zero
   values[70] = "0";
-  const auto out =
-      run_all(one_shard(conninfo()), "batch_divide", values, {64, 1000, 1, "batch_lookup"});
+  const auto run = run_all(one_shard(conninfo()), divide, values, limits(64, 1000));
+  const auto& out = run.out;
+  // The statement's own error leaves the shard up.
+  CHECK(run.status.state != shardurl::ShardState::down);
   for (std::size_t i = 0; i < values.size(); ++i) {
     INFO("statement " << i << ": " << out[i].error.detail);
     if (values[i] == "0") {
@@ -154,7 +192,7 @@ TEST_CASE("a failing statement is answered with its error and the rest of its ba
 TEST_CASE("a full queue refuses at once with shard_overloaded", "[batcher]") {
   const auto values = numbers(50);
   const auto out =
-      run_all(one_shard(conninfo()), "batch_echo", values, {64, 10, 1, "batch_lookup"});
+      run_all(one_shard(conninfo()), echo, values, limits(64, 10)).out;
   int ok = 0;
   int overloaded = 0;
   for (const auto& o : out) {
@@ -172,7 +210,7 @@ TEST_CASE("a full queue refuses at once with shard_overloaded", "[batcher]") {
 TEST_CASE("an unreachable shard fails every queued statement with shard_unavailable", "[batcher]") {
   // Port 1 on loopback: nothing listens there, so connecting is refused at once.
   const auto config = one_shard("host=127.0.0.1 port=1 user=postgres dbname=postgres");
-  const auto out = run_all(config, "batch_echo", numbers(20), {64, 1000, 1, "batch_lookup"});
+  const auto out = run_all(config, echo, numbers(20), limits(64, 1000)).out;
   for (const auto& o : out) {
     REQUIRE_FALSE(o.ok);
     CHECK(o.error.kind == StoreError::Kind::shard_unavailable);
@@ -191,8 +229,7 @@ TEST_CASE("concurrent lookups go out as one statement per batch and each gets it
   }
   // Exactly the words an array literal could mistake for syntax, and the same key twice in a batch.
   for (const char* exact : {"NULL", "", "{}", "\"", "\\", "dup", "dup"}) values.emplace_back(exact);
-  Batcher::Limits limits{64, 1000, 1, "batch_lookup"};
-  const auto out = run_all(one_shard(conninfo()), "lookup", values, limits);
+  const auto out = run_all(one_shard(conninfo()), Statement{}, values, limits(64, 1000)).out;
   std::set<std::string> txids;
   for (std::size_t i = 0; i < values.size(); ++i) {
     INFO("lookup " << i << " of '" << values[i] << "': " << out[i].error.detail);
@@ -206,4 +243,76 @@ TEST_CASE("concurrent lookups go out as one statement per batch and each gets it
   }
   CHECK(txids.size() >= 4);  // 200 answered lookups, at most 64 per batch
   CHECK(txids.size() <= 40);
+}
+
+TEST_CASE("a statement the session has not prepared is sent unnamed, and nothing fails",
+          "[batcher]") {
+  // As behind a transaction-mode pooler: the session that ran the PREPAREs is not the one that
+  // runs the statement. 26000 is the statement's own problem; the shard stays up.
+  const Statement unprepared{"batch_not_prepared", "SELECT $1, txid_current()", false};
+  const auto values = numbers(50);
+  const auto run = run_all(one_shard(conninfo()), unprepared, values, limits(64, 1000));
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    INFO("statement " << i << ": " << run.out[i].error.detail);
+    REQUIRE(run.out[i].ok);
+    CHECK(run.out[i].value == values[i]);
+  }
+  CHECK(run.status.state != shardurl::ShardState::down);
+}
+
+TEST_CASE("pool_mode transaction sends every statement unnamed from the start", "[batcher]") {
+  auto config = one_shard(conninfo());
+  config.shards[0].pool_mode = shardurl::PoolMode::transaction;
+  const Statement unprepared{"batch_not_prepared", "SELECT $1, txid_current()", false};
+  const auto values = numbers(20);
+  const auto run = run_all(config, unprepared, values, limits(64, 1000));
+  for (const auto& o : run.out) REQUIRE(o.ok);
+}
+
+TEST_CASE("a batch that writes commits durably whatever the session's setting", "[batcher]") {
+  // The session starts with synchronous_commit off, as a role's or database's default could be.
+  auto config = one_shard(conninfo() + " options='-c synchronous_commit=off'");
+  const Statement read{"", "SELECT current_setting('synchronous_commit') || $1, txid_current()",
+                       false};
+  Statement write = read;
+  write.writes = true;
+  const auto reads = run_all(config, read, {"!"}, limits(64, 1000)).out;
+  REQUIRE(reads[0].ok);
+  CHECK(reads[0].value == "off!");
+  const auto writes = run_all(config, write, {"!", "?"}, limits(64, 1000)).out;
+  for (const auto& o : writes) {
+    REQUIRE(o.ok);
+    CHECK(o.value.substr(0, 2) == "on");
+  }
+}
+
+TEST_CASE("a statement whose deadline passes is answered shard_timeout then, not when the shard "
+          "answers",
+          "[batcher]") {
+  // One session, busy for 1.5 s with the first statement; the others wait in the queue with a
+  // 300 ms deadline.
+  const Statement sleepy{"", "SELECT $1 || pg_sleep(CASE WHEN $1 = '1' THEN 1.5 ELSE 0 END), "
+                             "txid_current()",
+                         false};
+  const auto run = run_all(one_shard(conninfo()), sleepy, numbers(5), limits(1, 1000),
+                           std::chrono::milliseconds(300));
+  for (const auto& o : run.out) {
+    REQUIRE_FALSE(o.ok);
+    CHECK(o.error.kind == StoreError::Kind::shard_timeout);
+    CHECK(o.took >= std::chrono::milliseconds(300));
+    CHECK(o.took < std::chrono::milliseconds(600));  // the sweep runs every 20 ms
+  }
+}
+
+TEST_CASE("max_queued 0 takes a statement only when a session is free for it", "[batcher]") {
+  const auto out = run_all(one_shard(conninfo()), echo, numbers(30), limits(64, 0, 2)).out;
+  int ok = 0;
+  for (const auto& o : out) {
+    if (o.ok) {
+      ++ok;
+    } else {
+      CHECK(o.error.kind == StoreError::Kind::shard_overloaded);
+    }
+  }
+  CHECK(ok == 2);  // both drain loops' first statements; nothing waited
 }

@@ -162,7 +162,7 @@ check_second_run_noop() {
 check_schema() {
   local db=$1 label=$2 long64 long65 bigurl
   check_eq "$label: url_table columns" \
-    "id|bigint|NO url|text|NO url_id|character varying|64|NO created_at|timestamp with time zone|NO" \
+    "id|bigint|NO url|text|NO url_id|character varying|64|NO created_at|timestamp with time zone|NO deleted_at|timestamp with time zone|YES" \
     "$(q "$db" "SELECT string_agg(concat_ws('|', column_name, data_type, character_maximum_length, is_nullable), ' ' ORDER BY ordinal_position)
                 FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'url_table'")"
   check_eq "$label: primary key on id, unique on url_id" "PRIMARY KEY(id) UNIQUE(url_id)" \
@@ -173,8 +173,12 @@ check_schema() {
                  AND tc.constraint_type IN ('PRIMARY KEY', 'UNIQUE')")"
   check_eq "$label: id sequence is bigint" "bigint" \
     "$(q "$db" "SELECT format_type(seqtypid, NULL) FROM pg_sequence WHERE seqrelid = pg_get_serial_sequence('url_table','id')::regclass")"
-  check "$label: lookup by url uses url_table_url_hash_idx" grep -q url_table_url_hash_idx \
-    <<<"$(q "$db" "SET enable_seqscan = off; EXPLAIN SELECT url_id FROM url_table WHERE url = 'https://example.com/'")"
+  # Nothing looks links up by URL: no index on url to keep up to date on every insert.
+  check_eq "$label: no index on url" "url_table_pkey url_table_url_id_key" \
+    "$(q "$db" "SELECT string_agg(indexname, ' ' ORDER BY indexname) FROM pg_indexes
+                WHERE schemaname = 'public' AND tablename = 'url_table'")"
+  check_eq "$label: shardurl_meta holds the schema version" "2" \
+    "$(q "$db" "SELECT value FROM shardurl_meta WHERE key = 'schema_version'")"
   check "$label: url_table_quarantine exists" \
     test "$(q "$db" "SELECT to_regclass('public.url_table_quarantine') IS NOT NULL")" = t
 
@@ -247,6 +251,8 @@ INSERT INTO url_table (URL, URL_ID) VALUES (NULL, 'nullu');                     
 INSERT INTO url_table (URL, URL_ID) VALUES (NULL, 'nul1s');                        -- NULL url first,
 INSERT INTO url_table (URL, URL_ID) VALUES ('https://a.example/valid', 'nul1s');   -- then a valid one
 INSERT INTO url_table (URL, URL_ID) VALUES ('https://a.example/empty', '');        -- empty url_id
+INSERT INTO url_table (URL, URL_ID) VALUES ('javascript:alert(1)', 'jsxss');       -- never redirected
+INSERT INTO url_table (URL, URL_ID) VALUES ('', 'empty');                           -- nor this
 " >/dev/null || fatal "b: could not build the tutorial-shaped table"
 
 ROWS_BEFORE=$(q "$DB_B" "SELECT count(*) FROM url_table")
@@ -294,6 +300,12 @@ if check "b: initdb/ upgrades the tutorial table" apply_initdb "$DB_B"; then
   check_eq "b: exact duplicate rows quarantined as duplicate_url_id" \
     "$(( ROWS_BEFORE - $(wc -l <"$WORK/b.expected") - 4 ))" \
     "$(q "$DB_B" "SELECT count(*) FROM url_table_quarantine WHERE reason = 'duplicate_url_id'")"
+  check_eq "b: tutorial_ids counts the rows stored under their URL's tutorial id" 303 \
+    "$(q "$DB_B" "SELECT value FROM shardurl_meta WHERE key = 'tutorial_ids'")"
+  check "b: the upgrade reports rows it will never redirect to, by id" \
+    grep -q "2 row(s) hold a URL that is never redirected to.*'jsxss'" "$WORK/$DB_B.initdb.log"
+  check_eq "b: such rows stay in url_table" "javascript:alert(1)|" \
+    "$(q "$DB_B" "SELECT string_agg(url, '|' ORDER BY url DESC) FROM url_table WHERE url_id IN ('jsxss', 'empty')")"
   check_schema "$DB_B" b
   check "b: new ids continue after the legacy ones" test \
     "$(q "$DB_B" "SELECT min(id) FROM url_table WHERE url_id = 'big8k'")" -gt "$MAXID_BEFORE"

@@ -28,6 +28,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <libpq-fe.h>
+
 #include "pgasync/connection.hpp"
 #include "pgasync/shard_pool.hpp"
 
@@ -459,7 +461,7 @@ TEST_CASE("pool: a session script that fails fails the acquire and frees the slo
 
 namespace {
 
-using shardurl::pgasync::PreparedCall;
+using shardurl::pgasync::PipelineCall;
 
 // Parameters for one row each: ("<prefix><i>", "<i>").
 struct Rows {
@@ -469,8 +471,8 @@ struct Rows {
     }
     for (const auto& row : values) params.push_back({Param(row[0]), Param(row[1])});
   }
-  [[nodiscard]] std::vector<PreparedCall> calls(std::string_view statement) const {
-    std::vector<PreparedCall> out;
+  [[nodiscard]] std::vector<PipelineCall> calls(std::string_view statement) const {
+    std::vector<PipelineCall> out;
     for (const auto& p : params) out.push_back({statement, p});
     return out;
   }
@@ -549,7 +551,7 @@ TEST_CASE("one failing statement rolls its pipeline back and marks the others ab
     CHECK(count->get(0, 0) == "1");
 
     // The aborted ones can simply run again.
-    const std::vector<PreparedCall> again{calls[0], calls[1], calls[3], calls[4]};
+    const std::vector<PipelineCall> again{calls[0], calls[1], calls[3], calls[4]};
     auto retried = co_await conn->execute_pipeline(again, in(2s));
     require_ok(retried);
     for (const auto& r : *retried) require_ok(r);
@@ -568,7 +570,7 @@ TEST_CASE("a pipeline past its deadline is a timeout and breaks the session", "[
     require_ok(co_await conn->prepare("pipe_sleep", "SELECT pg_sleep($1::float8)", in(2s)));
     const auto quick = params("0");
     const auto slow = params("5");
-    const std::vector<PreparedCall> calls{{"pipe_sleep", quick}, {"pipe_sleep", slow}};
+    const std::vector<PipelineCall> calls{{"pipe_sleep", quick}, {"pipe_sleep", slow}};
     const auto start = Clock::now();
     auto results = co_await conn->execute_pipeline(calls, in(300ms));
     const auto elapsed = Clock::now() - start;
@@ -578,4 +580,107 @@ TEST_CASE("a pipeline past its deadline is a timeout and breaks the session", "[
     CHECK(elapsed >= 250ms);
     CHECK(elapsed < 2s);
   });
+}
+
+TEST_CASE("notifications: another session's NOTIFY arrives in commit order; none is a timeout "
+          "that leaves the session usable",
+          "[pgasync][notify]") {
+  const auto info = conninfo();
+  const std::string channel = unique_table("chan");
+  asio::io_context ioc;
+  run(ioc, [&]() -> asio::awaitable<void> {
+    auto listener = co_await Connection::connect(ioc.get_executor(), info, in(2s));
+    auto sender = co_await Connection::connect(ioc.get_executor(), info, in(2s));
+    require_ok(listener);
+    require_ok(sender);
+    require_ok(co_await listener->query("LISTEN " + channel, {}, in(2s)));
+
+    // Nothing sent: the deadline passes, no error, and the session still answers.
+    const auto before = Clock::now();
+    auto quiet = co_await listener->wait_notifications(in(150ms));
+    require_ok(quiet);
+    CHECK(quiet->empty());
+    CHECK(Clock::now() - before >= 150ms);
+    require_ok(co_await listener->query("SELECT 1", {}, in(2s)));
+
+    // Three transactions, the middle one rolled back: two notifications, in order.
+    require_ok(co_await sender->query("SELECT pg_notify($1, 'one')", params(channel), in(2s)));
+    require_ok(co_await sender->execute_script(
+        "BEGIN; SELECT pg_notify('" + channel + "', 'never'); ROLLBACK", in(2s)));
+    require_ok(co_await sender->query("SELECT pg_notify($1, 'two')", params(channel), in(2s)));
+    std::vector<std::string> got;
+    while (got.size() < 2) {
+      auto notes = co_await listener->wait_notifications(in(2s));
+      require_ok(notes);
+      REQUIRE_FALSE(notes->empty());
+      for (const auto& n : *notes) {
+        CHECK(n.channel == channel);
+        CHECK(n.sender_pid != 0);
+        got.push_back(n.payload);
+      }
+    }
+    CHECK(got == std::vector<std::string>{"one", "two"});
+  });
+}
+
+TEST_CASE("notifications: a session's own NOTIFY comes back with its reply", "[pgasync][notify]") {
+  const auto info = conninfo();
+  const std::string channel = unique_table("echo");
+  asio::io_context ioc;
+  run(ioc, [&]() -> asio::awaitable<void> {
+    auto conn = co_await Connection::connect(ioc.get_executor(), info, in(2s));
+    require_ok(conn);
+    require_ok(co_await conn->query("LISTEN " + channel, {}, in(2s)));
+    require_ok(co_await conn->query("SELECT pg_notify($1, 'beat')", params(channel), in(2s)));
+    // Already parsed with the reply: no waiting needed, and wait_notifications returns it at once.
+    auto notes = co_await conn->wait_notifications(in(2s));
+    require_ok(notes);
+    REQUIRE(notes->size() == 1);
+    CHECK(notes->front().payload == "beat");
+    CHECK(conn->take_notifications().empty());
+  });
+}
+
+TEST_CASE("notifications: the server ending the session is connection_lost", "[pgasync][notify]") {
+  const auto info = conninfo();
+  asio::io_context ioc;
+  run(ioc, [&]() -> asio::awaitable<void> {
+    auto listener = co_await Connection::connect(ioc.get_executor(), info, in(2s));
+    auto killer = co_await Connection::connect(ioc.get_executor(), info, in(2s));
+    require_ok(listener);
+    require_ok(killer);
+    require_ok(co_await listener->query("LISTEN whatever", {}, in(2s)));
+    const std::string pid = std::to_string(PQbackendPID(listener->native_handle()));
+    require_ok(co_await killer->query("SELECT pg_terminate_backend($1::int)", params(pid), in(2s)));
+    auto notes = co_await listener->wait_notifications(in(3s));
+    REQUIRE_FALSE(notes.has_value());
+    CHECK(notes.error().code == Errc::connection_lost);
+    CHECK(listener->is_broken());
+  });
+}
+
+TEST_CASE("errors: what concerns the server, and what only its statement", "[pgasync]") {
+  using shardurl::pgasync::Error;
+  using shardurl::pgasync::is_server_unavailable;
+  const auto server = [](const char* state) {
+    Error e{Errc::server_error, {}};
+    e.diag.sqlstate = state;
+    return e;
+  };
+  for (const char* state : {"08006", "57P01", "57P02", "57P03", "25006", "53300", "53100", "58030",
+                            "3D000", "28P01", "57P04"}) {
+    INFO(state);
+    CHECK(is_server_unavailable(server(state)));
+  }
+  for (const char* state : {"23505", "42601", "26000", "42P05", "22012", "57014", "40001", "42P01"}) {
+    INFO(state);
+    CHECK_FALSE(is_server_unavailable(server(state)));
+  }
+  CHECK(is_server_unavailable(Error{Errc::connection_lost, {}}));
+  CHECK(is_server_unavailable(Error{Errc::connection_failed, {}}));
+  CHECK(is_server_unavailable(Error{Errc::timeout, {}}));
+  CHECK_FALSE(is_server_unavailable(Error{Errc::pipeline_aborted, {}}));
+  CHECK_FALSE(is_server_unavailable(Error{Errc::cancelled, {}}));
+  CHECK_FALSE(is_server_unavailable(Error{Errc::pool_exhausted, {}}));
+  CHECK(shardurl::pgasync::is_fatal(server("25006")));  // a standby: find the primary anew
 }

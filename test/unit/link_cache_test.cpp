@@ -5,54 +5,113 @@
 using shardurl::LinkCache;
 using namespace std::chrono_literals;
 
-TEST_CASE("a hit returns the URL; a miss is empty") {
-  LinkCache cache(10, 60s);
+namespace {
+
+// A cache of two shards whose feeds are current for a minute from `t`.
+LinkCache fresh_cache(std::size_t capacity, std::chrono::seconds ttl, LinkCache::Clock::time_point t) {
+  LinkCache cache(capacity, ttl, 2);
+  cache.set_fresh_until(0, t + 60s);
+  cache.set_fresh_until(1, t + 60s);
+  return cache;
+}
+
+void put(LinkCache& cache, std::string_view id, std::string_view url, LinkCache::Clock::time_point t,
+         std::size_t shard = 0) {
+  cache.put(id, url, url, shard, cache.ticket(shard), t);
+}
+
+}  // namespace
+
+TEST_CASE("a hit returns the URL and its Location; a miss is empty") {
   const auto t = LinkCache::Clock::now();
+  auto cache = fresh_cache(10, 60s, t);
   CHECK_FALSE(cache.find("a", t));
-  cache.put("a", "https://a/", cache.generation(), t);
+  cache.put("a", "https://a/ b", "https://a/%20b", 0, cache.ticket(0), t);
   REQUIRE(cache.find("a", t));
-  CHECK(*cache.find("a", t) == "https://a/");
+  CHECK(cache.find("a", t)->url == "https://a/ b");
+  CHECK(cache.find("a", t)->location == "https://a/%20b");
 }
 
 TEST_CASE("entries expire after the TTL") {
-  LinkCache cache(10, 5s);
   const auto t = LinkCache::Clock::now();
-  cache.put("a", "https://a/", cache.generation(), t);
+  auto cache = fresh_cache(10, 5s, t);
+  put(cache, "a", "https://a/", t);
   CHECK(cache.find("a", t + 4s));
   CHECK_FALSE(cache.find("a", t + 5s));
   CHECK(cache.size() == 0);
 }
 
 TEST_CASE("the least recently used entry goes when full") {
-  LinkCache cache(2, 60s);
   const auto t = LinkCache::Clock::now();
-  cache.put("a", "1", cache.generation(), t);
-  cache.put("b", "2", cache.generation(), t);
+  auto cache = fresh_cache(2, 60s, t);
+  put(cache, "a", "1", t);
+  put(cache, "b", "2", t);
   CHECK(cache.find("a", t));  // a is now the most recent
-  cache.put("c", "3", cache.generation(), t);
+  put(cache, "c", "3", t);
   CHECK(cache.size() == 2);
   CHECK(cache.find("a", t));
   CHECK_FALSE(cache.find("b", t));
-  CHECK(*cache.find("c", t) == "3");
+  CHECK(cache.find("c", t)->url == "3");
 }
 
 TEST_CASE("a delete evicts, and a lookup that raced it cannot put the link back") {
-  LinkCache cache(10, 60s);
   const auto t = LinkCache::Clock::now();
-  cache.put("a", "1", cache.generation(), t);
-  const auto before_lookup = cache.generation();  // a GET starts its database lookup
-  cache.evict("a");                               // meanwhile the link is deleted
+  auto cache = fresh_cache(10, 60s, t);
+  put(cache, "a", "1", t);
+  const auto before_lookup = cache.ticket(0);  // a GET starts its database lookup
+  cache.evict("a");                            // meanwhile the link is deleted
   CHECK_FALSE(cache.find("a", t));
-  cache.put("a", "1", before_lookup, t);  // the GET's stale answer arrives
+  cache.put("a", "1", "1", 0, before_lookup, t);  // the GET's stale answer arrives
   CHECK_FALSE(cache.find("a", t));
-  cache.put("a", "1", cache.generation(), t);
+  put(cache, "a", "1", t);
+  CHECK(cache.find("a", t));
+}
+
+TEST_CASE("nothing is served for a shard whose feed was never current") {
+  const auto t = LinkCache::Clock::now();
+  LinkCache cache(10, 60s, 2);
+  put(cache, "a", "1", t, 0);
+  CHECK_FALSE(cache.find("a", t));
+  cache.set_fresh_until(0, t + 1s);
+  CHECK(cache.find("a", t));  // the entry was kept, only not vouched for
+}
+
+TEST_CASE("entries of a shard stop being served when its feed falls behind, and come back") {
+  const auto t = LinkCache::Clock::now();
+  LinkCache cache(10, 60s, 2);
+  cache.set_fresh_until(0, t + 900ms);
+  cache.set_fresh_until(1, t + 60s);
+  put(cache, "a", "1", t, 0);
+  put(cache, "b", "2", t, 1);
+  CHECK(cache.find("a", t + 899ms));
+  CHECK_FALSE(cache.find("a", t + 900ms));  // no echo since: the feed may have missed a change
+  CHECK(cache.find("b", t + 900ms));        // the other shard's feed is current
+  cache.set_fresh_until(0, t + 2s);
+  CHECK(cache.find("a", t + 1s));
+  cache.set_fresh_until(0, t + 1s);  // never moves back
+  CHECK(cache.find("a", t + 1500ms));
+}
+
+TEST_CASE("a reconnected feed makes every earlier entry of its shard unusable") {
+  const auto t = LinkCache::Clock::now();
+  auto cache = fresh_cache(10, 60s, t);
+  put(cache, "a", "1", t, 0);
+  put(cache, "b", "2", t, 1);
+  const auto during = cache.ticket(0);  // a lookup starts before the feed comes back
+  cache.reset_shard(0);                 // changes may have gone unannounced meanwhile
+  cache.set_fresh_until(0, t + 60s);
+  CHECK_FALSE(cache.find("a", t));
+  CHECK(cache.find("b", t));
+  cache.put("c", "3", "3", 0, during, t);  // filled across the reset: not kept
+  CHECK_FALSE(cache.find("c", t));
+  put(cache, "a", "1", t, 0);
   CHECK(cache.find("a", t));
 }
 
 TEST_CASE("capacity 0 turns the cache off") {
-  LinkCache cache(0, 60s);
   const auto t = LinkCache::Clock::now();
-  cache.put("a", "1", cache.generation(), t);
+  auto cache = fresh_cache(0, 60s, t);
+  put(cache, "a", "1", t);
   CHECK_FALSE(cache.find("a", t));
   CHECK_FALSE(cache.enabled());
 }

@@ -35,11 +35,22 @@ std::array<Param, sizeof...(Args)> params(const Args&... args) {
   return {Param(args)...};
 }
 
-/// One statement of a pipeline: a statement created with prepare() (or SQL PREPARE) and its
-/// parameters. Both views must stay alive until the pipeline's co_await completes.
-struct PreparedCall {
-  std::string_view statement;
+/// One statement of a pipeline and its parameters. With a `name`, the statement created under that
+/// name with prepare() (or SQL PREPARE) runs; with an empty name, `sql` is sent as an unnamed
+/// statement, parsed and planned afresh, which needs no session state (what a transaction-mode
+/// pooler such as PgBouncer requires). Every view must stay alive until the pipeline's co_await
+/// completes.
+struct PipelineCall {
+  std::string_view name;
   std::span<const Param> params;
+  std::string_view sql = {};
+};
+
+/// An asynchronous notification (NOTIFY) on a channel this session LISTENs to.
+struct Notification {
+  std::string channel;
+  std::string payload;
+  int sender_pid = 0;  // the backend that sent it (this session's own for its own NOTIFYs)
 };
 
 /// A PostgreSQL connection.
@@ -124,7 +135,19 @@ class Connection {
   /// Errc::pipeline_aborted (skipped, or its effects rolled back), so callers may simply run those
   /// again. An empty `calls` completes at once with no results.
   boost::asio::awaitable<Result<std::vector<Result<QueryResult>>>> execute_pipeline(
-      std::span<const PreparedCall> calls, Deadline deadline);
+      std::span<const PipelineCall> calls, Deadline deadline);
+
+  /// Waits until at least one notification has arrived (after a LISTEN run with query()), or
+  /// until `deadline`, and returns every notification received so far, oldest first: those that
+  /// came with earlier replies and those that arrive now. At the deadline it completes with an
+  /// empty vector: waiting for notifications is not a statement, so the session stays usable.
+  /// Fails with connection_lost when the session ends, cancelled when the caller cancels (the
+  /// session stays usable then too), busy while another operation runs. Notifications are
+  /// delivered by the server in commit order of the transactions that sent them.
+  boost::asio::awaitable<Result<std::vector<Notification>>> wait_notifications(Deadline deadline);
+
+  /// The notifications that arrived with earlier replies, without waiting; oldest first.
+  std::vector<Notification> take_notifications();
 
   /// True once a fatal error happened or close() was called.
   [[nodiscard]] bool is_broken() const noexcept;

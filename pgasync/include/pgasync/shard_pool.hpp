@@ -26,7 +26,9 @@ struct PoolConfig {
   /// once, so overload turns into fast errors instead of an unbounded queue. 0: never wait.
   std::size_t max_waiters = 1024;
 
-  /// Longest a new session may take to connect, in addition to (never beyond) acquire's deadline.
+  /// Longest a new session may take to open, its session_script included. It is its own bound,
+  /// not capped by acquire()'s deadline: a slow connect (TLS, a remote shard) still completes and
+  /// the session serves the next caller even when the one that started it stopped waiting.
   std::chrono::milliseconds connect_timeout{1000};
 
   /// Added to libpq's `options` for every session (see Connection::connect), e.g.
@@ -34,8 +36,9 @@ struct PoolConfig {
   std::string session_options{};
 
   /// Run on every new session before it is leased (Connection::execute_script: one round trip,
-  /// bounded by acquire's deadline, not by connect_timeout), e.g. SQL PREPAREs. A session whose
-  /// script fails is closed and the acquire fails.
+  /// within connect_timeout), e.g. SQL PREPAREs. A session whose script fails is closed and the
+  /// acquire fails with the script's error. ShardPool::set_session_script changes it for sessions
+  /// opened later.
   std::string session_script{};
 };
 
@@ -91,11 +94,16 @@ class ShardPool {
   /// Leases a connection: an idle one if any, else a new one while below max_size, else waits in
   /// FIFO order for one to come back. Completes with:
   ///   pool_exhausted at once when max_waiters callers already wait;
-  ///   timeout when `deadline` passes while waiting or connecting;
+  ///   timeout when `deadline` passes while waiting in line, or connect_timeout while connecting
+  ///   (a connect under way is not cut short by `deadline`: see PoolConfig::connect_timeout);
   ///   connection_failed when a new session cannot be opened (the slot is freed for others);
   ///   cancelled when the caller cancels it (a waiting caller just leaves the queue);
   ///   pool_closed when the pool is or gets closed.
   boost::asio::awaitable<Result<Lease>> acquire(Deadline deadline);
+
+  /// What sessions opened from now on run before they are leased (PoolConfig::session_script);
+  /// sessions already open keep what they ran.
+  void set_session_script(std::string script);
 
   /// Closes idle connections and fails every waiter with pool_closed; later acquire() calls fail
   /// the same way. Leased connections are closed when their Leases end. Idempotent.
