@@ -28,6 +28,27 @@ that is what an operator who installs PgBouncer gets and what shardurl must work
 PgBouncer refuses to run as root: as root the helper starts it with `-u postgres` and hands the
 temporary directory to that user. It runs in the foreground as the helper's child (no -d), so
 stop() is a signal to a pid the helper owns.
+
+What PgBouncer 1.18 does with a client like shardurl, each seen through this helper with psql,
+psycopg2 or a few lines of libpq:
+- a startup parameter `options` (any value), in both modes: FATAL 08P01 "unsupported startup
+  parameter: options" at login. libpq keeps the SQLSTATE out of PQerrorMessage unless
+  PQsetErrorVerbosity(conn, PQERRORS_VERBOSE) is called right after PQconnectStart. With
+  ignore_startup_parameters=options the parameter is dropped silently (not applied).
+- transaction mode: SQL PREPARE or a named Parse stays on the server it ran on; the next
+  transaction may get another server (26000 "does not exist") or a server that already has the
+  name (42P05 "already exists"). A session SET stays on that server and reaches other clients.
+  set_config(..., true) / SET LOCAL inside one pipeline (several statements, one Sync) holds for
+  that transaction only. Many Syncs in one pipeline also worked (6 clients x 200 Syncs).
+- LISTEN through transaction mode succeeds, but notifications are lost (PgBouncer logs "got packet
+  'A' from server when not linked") or land on whichever client next runs a statement on that
+  server.
+- its own errors are ErrorResponse FATAL 08P01 then a close: "query_wait_timeout" (a query waited
+  120 s for a server; at login too, when no server connection can be made), "server login has been
+  failing, try again later (server_login_retry)" (about 15 s after the shard came back), "no more
+  connections allowed (max_client_conn)", "server conn crashed?". libpq's non-blocking API returns
+  that error as one result (SQLSTATE 08P01), then a second one, "server closed the connection
+  unexpectedly", without a SQLSTATE; PQexec keeps only the second.
 """
 import os
 import pwd
