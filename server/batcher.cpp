@@ -54,14 +54,6 @@ bool retryable(const pgasync::Error& error) {
          pgasync::has_sqlstate(error, "40001");    // serialization_failure
 }
 
-// A named statement the server does not have (or has already, for the PREPARE script): the
-// session that ran the PREPAREs is not the one running the statement, as behind a
-// transaction-mode pooler.
-bool lost_prepared_statement(const pgasync::Error& error) {
-  return pgasync::has_sqlstate(error, pgasync::sqlstate::invalid_sql_statement_name) ||
-         pgasync::has_sqlstate(error, pgasync::sqlstate::duplicate_prepared_statement);
-}
-
 }  // namespace
 
 std::uint64_t Rows::affected_rows() const noexcept {
@@ -284,7 +276,7 @@ asio::awaitable<void> Batcher::run_batch(Queue& queue, pgasync::Connection& conn
                             auto&& deliver) {
       if (outcome) {
         deliver();
-      } else if (lost_prepared_statement(outcome.error())) {
+      } else if (prepared_statement_lost(outcome.error())) {
         shards_.use_unnamed_statements(shard, outcome.error().describe());
       } else if (!retryable(outcome.error())) {
         queue.answer(pending, shards_.failed(shard, outcome.error()));
@@ -293,7 +285,7 @@ asio::awaitable<void> Batcher::run_batch(Queue& queue, pgasync::Connection& conn
     if (writes && !(*results)[0]) {
       // The durability setting itself failed: nothing in the batch took effect.
       auto& outcome = (*results)[0];
-      if (lost_prepared_statement(outcome.error())) {
+      if (prepared_statement_lost(outcome.error())) {
         shards_.use_unnamed_statements(shard, outcome.error().describe());
         continue;  // every statement again
       }

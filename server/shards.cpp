@@ -63,6 +63,11 @@ struct Shards::Shard {
   std::atomic<TutorialIds> tutorial_ids{TutorialIds::unknown};
 };
 
+bool prepared_statement_lost(const pgasync::Error& error) noexcept {
+  return pgasync::has_sqlstate(error, pgasync::sqlstate::invalid_sql_statement_name) ||
+         pgasync::has_sqlstate(error, pgasync::sqlstate::duplicate_prepared_statement);
+}
+
 void throw_exception_from_error(const StoreError& e, const boost::source_location&) {
   throw std::runtime_error("shard " + e.shard + ": " + e.detail);
 }
@@ -159,6 +164,11 @@ asio::awaitable<StoreResult<pgasync::Lease>> Shards::acquire(std::size_t i) {
   Shard& shard = *shards_[i];
   if (auto refused = refusal(i)) co_return std::move(*refused);
   auto lease = co_await shard.pool.acquire(Clock::now() + milliseconds(timeouts_.pool_wait_ms));
+  if (!lease && prepared_statement_lost(lease.error())) {
+    // The new session's PREPAREs met a server session that has them already.
+    use_unnamed_statements(i, lease.error().describe());
+    lease = co_await shard.pool.acquire(Clock::now() + milliseconds(timeouts_.pool_wait_ms));
+  }
   if (lease) co_return std::move(*lease);
   using pgasync::Errc;
   const auto& e = lease.error();

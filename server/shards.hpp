@@ -51,6 +51,11 @@ using StoreResult = boost::system::result<T, StoreError>;
 
 [[noreturn]] void throw_exception_from_error(const StoreError& e, const boost::source_location&);
 
+/// True when `error` says a named prepared statement is missing from the session that runs it, or
+/// already there in one that opens (26000, 42P05): the sessions that ran the PREPAREs are not the
+/// ones running the statements, as behind a transaction-mode pooler.
+bool prepared_statement_lost(const pgasync::Error& error) noexcept;
+
 /// What a probe last found about the rows a shard holds.
 enum class TutorialIds {
   unknown,  // not probed yet: a create must look for the URL's tutorial id on this shard

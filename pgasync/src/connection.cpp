@@ -155,14 +155,15 @@ struct Connection::Impl {
     conn = PQconnectStartParams(keywords.data(), values.data(), 0);
     if (conn == nullptr) co_return make_error(Errc::connection_failed, "out of memory");
     PQsetNoticeProcessor(conn, &ignore_notice, nullptr);
+    // While connecting, libpq has no PGresult to ask for a SQLSTATE; verbose messages carry it
+    // ("FATAL:  08P01: unsupported startup parameter: options"), and connect_failure() parses it.
+    PQsetErrorVerbosity(conn, PQERRORS_VERBOSE);
 
     // libpq's documented protocol: behave as if PQconnectPoll had returned WRITING, then loop.
     PostgresPollingStatusType status = PGRES_POLLING_WRITING;
     while (status != PGRES_POLLING_OK) {
       if (status == PGRES_POLLING_FAILED || PQstatus(conn) == CONNECTION_BAD) {
-        auto message = trimmed(PQerrorMessage(conn));
-        close();
-        co_return make_error(Errc::connection_failed, std::move(message));
+        co_return connect_failure();
       }
       if (!watch_socket(true)) {
         auto message = trimmed(PQerrorMessage(conn));
@@ -180,12 +181,32 @@ struct Connection::Impl {
       status = PQconnectPoll(conn);
     }
 
+    PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
     if (PQsetnonblocking(conn, 1) != 0 || !watch_socket(false)) {
       auto message = trimmed(PQerrorMessage(conn));
       close();
       co_return make_error(Errc::connection_failed, std::move(message));
     }
     co_return std::nullopt;
+  }
+
+  // A failed connect: libpq's message, with the server's SQLSTATE when the server (or a pooler
+  // such as PgBouncer) sent one, taken from the verbose "SEVERITY:  XXXXX: message" lines.
+  Error connect_failure() {
+    Error err = make_error(Errc::connection_failed, trimmed(PQerrorMessage(conn)));
+    const std::string& text = err.diag.client_message;
+    for (std::size_t at = text.find(":  "); at != std::string::npos; at = text.find(":  ", at + 1)) {
+      const std::string_view rest = std::string_view(text).substr(at + 3);
+      if (rest.size() > 6 && rest[5] == ':' &&
+          std::all_of(rest.begin(), rest.begin() + 5, [](char c) {
+            return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
+          })) {
+        err.diag.sqlstate = std::string(rest.substr(0, 5));
+        break;
+      }
+    }
+    close();
+    return err;
   }
 
   // Admission for query-like operations: one at a time, and none on a dead session.
@@ -301,7 +322,11 @@ struct Connection::Impl {
             case PGRES_FATAL_ERROR: {
               Error err = server_error(res.get());
               if (PQstatus(conn) == CONNECTION_BAD || is_fatal(err)) {
-                co_return lost(err.diag.server_message);
+                // Keep the server's own error (its SQLSTATE says why), not libpq's "server closed
+                // the connection" that follows it.
+                close();
+                err.code = Errc::connection_lost;
+                co_return err;
               }
               failed = true;
               current.emplace(std::move(err));
@@ -552,6 +577,11 @@ asio::awaitable<Result<std::vector<Result<QueryResult>>>> Connection::execute_pi
     co_return impl->lost();
   }
   co_return co_await impl->complete_pipeline(calls.size(), deadline);
+}
+
+void Connection::discard_notifications() noexcept {
+  if (!impl_ || impl_->conn == nullptr) return;
+  while (PGnotify* n = PQnotifies(impl_->conn)) PQfreemem(n);
 }
 
 std::vector<Notification> Connection::take_notifications() {

@@ -63,6 +63,9 @@ struct PoolState : std::enable_shared_from_this<PoolState> {
   }
 
   void give_back(Connection conn) noexcept {
+    // A pooled session LISTENs to nothing, but behind a transaction-mode pooler another client's
+    // notifications can reach it: never let them pile up.
+    conn.discard_notifications();
     if (closed || conn.is_broken() || conn.in_transaction()) {
       conn.close();
       free_slot();

@@ -243,6 +243,8 @@ class ServeLifecycle(unittest.TestCase):
             self.assertEqual(body, {"detail": "shard 5434 unavailable"})
             self.assertLess(time.monotonic() - started, 3)
             self.assertIn("shard 5434: down", server.output())
+            # Every 5xx is in the log with its shard and cause.
+            self.assertRegex(server.output(), r"answered 503 \(shard 5434 unavailable\): shard 5434: down")
 
             subprocess.run([os.path.join(harness.REPO, "scripts", "cluster"), "start", "--dir", cluster,
                             "--ports", str(late_port)], check=True, capture_output=True, timeout=120)

@@ -684,3 +684,16 @@ TEST_CASE("errors: what concerns the server, and what only its statement", "[pga
   CHECK_FALSE(is_server_unavailable(Error{Errc::pool_exhausted, {}}));
   CHECK(shardurl::pgasync::is_fatal(server("25006")));  // a standby: find the primary anew
 }
+
+TEST_CASE("a connect the server refuses carries the server's SQLSTATE", "[pgasync]") {
+  const auto info = conninfo() + " dbname=no_such_database_here";
+  asio::io_context ioc;
+  run(ioc, [&]() -> asio::awaitable<void> {
+    auto conn = co_await Connection::connect(ioc.get_executor(), info, in(2s));
+    REQUIRE_FALSE(conn.has_value());
+    CHECK(conn.error().code == Errc::connection_failed);
+    CHECK(conn.error().diag.sqlstate == "3D000");
+    CHECK(conn.error().describe().find("no_such_database_here") != std::string::npos);
+    CHECK(shardurl::pgasync::is_server_unavailable(conn.error()));
+  });
+}

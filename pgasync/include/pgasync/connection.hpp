@@ -84,7 +84,8 @@ class Connection {
  public:
   using executor_type = boost::asio::any_io_executor;
 
-  /// Opens a session. `conninfo` is libpq's "key=value ..." or URI form. Host names are resolved
+  /// Opens a session. `conninfo` is libpq's "key=value ..." or URI form. A failure carries the
+  /// server's SQLSTATE in its diagnostics when the server (or a pooler) sent one. Host names are resolved
   /// with Asio's asynchronous resolver and handed to libpq as hostaddr (every address of every
   /// host, tried in order), so libpq never blocks in DNS; `host` is kept for TLS and messages.
   /// Unix-socket hosts and an explicit hostaddr are used as given. Hosts from a service file are
@@ -148,6 +149,10 @@ class Connection {
 
   /// The notifications that arrived with earlier replies, without waiting; oldest first.
   std::vector<Notification> take_notifications();
+
+  /// Frees the notifications that arrived with earlier replies (a session that LISTENs to nothing
+  /// can still get some behind a transaction-mode pooler).
+  void discard_notifications() noexcept;
 
   /// True once a fatal error happened or close() was called.
   [[nodiscard]] bool is_broken() const noexcept;
