@@ -116,9 +116,10 @@ asio::awaitable<StoreResult<Claim>> LinkRepository::insert(const std::string& ur
 asio::awaitable<StoreResult<CreatedLink>> LinkRepository::create(std::string url,
                                                                   Deadline deadline) {
   // The tutorial stored this URL under its own 5-character id, if it stored it at all; that row
-  // lives on the shard that owns the id. Asked only of shards where initdb found such rows (or
-  // that have not told us yet: a shard down since start is not asked, and so costs no other
-  // shard's keys; one known to hold such rows is, and its being down fails the create).
+  // lives on the shard that owns the id. Asked only of shards where initdb found such rows; one
+  // known to hold them must answer (its being down fails the create). One that has not told us
+  // yet (just after start) is asked too, but its failing to answer does not fail the create, and
+  // once it is known down it is not asked: a shard that never answered costs no other shard's keys.
   std::string legacy = tutorial_id(url);
   const std::size_t legacy_owner = ring_.owner_of(legacy);
   const Shards& shards = batcher_.shards();
@@ -127,8 +128,8 @@ asio::awaitable<StoreResult<CreatedLink>> LinkRepository::create(std::string url
       (legacy_rows == TutorialIds::unknown &&
        shards.status(legacy_owner).state != ShardState::down)) {
     auto found = co_await find(legacy, deadline);
-    if (!found) co_return found.error();
-    if (*found && !(*found)->deleted && (*found)->url == url) {
+    if (!found && legacy_rows == TutorialIds::present) co_return found.error();
+    if (found && *found && !(*found)->deleted && (*found)->url == url) {
       co_return CreatedLink{Link{std::move(legacy), std::move(url)}, false};
     }
   }
