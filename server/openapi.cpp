@@ -14,11 +14,14 @@ std::string_view openapi_json() noexcept {
     "/urls": {
       "post": {
         "summary": "Create a short link (or return the one the URL already has)",
-        "description": "Two forms. The tutorial's: POST /urls?full_url=U, answered 200 whether or not the link is new. The JSON form: Content-Type application/json with {\"url\": U, \"alias\": A}, answered 201 for a new link and 200 when the URL already has that link. Without an alias the id is the shortest free prefix (7 characters first) of the base64url SHA-256 of the URL.",
+        "description": "Two forms. The tutorial's: POST /urls?full_url=U, answered 200 whether or not the link is new. The JSON form: Content-Type application/json with {\"url\": U, \"alias\": A}, answered 201 for a new link and 200 when the URL already has that link. Without an alias the id is the tutorial's own id of the URL when the tutorial stored it, else the shortest prefix (7 characters first) of the base64url SHA-256 of the URL that is free or holds this URL; a prefix held by a deleted link is never reused. An alias of a deleted link answers 410, unless X-Api-Key holds a valid key: then the link is restored, pointing at the given URL (201).",
         "parameters": [
           {"name": "full_url", "in": "query", "required": false,
-           "description": "The URL to shorten (the tutorial's form). Required unless a JSON body is sent.",
-           "schema": {"type": "string", "maxLength": 2048}}
+           "description": "The URL to shorten (the tutorial's form). Required unless a JSON body is sent. Given twice, the last one counts.",
+           "schema": {"type": "string", "maxLength": 2048}},
+          {"name": "X-Api-Key", "in": "header", "required": false,
+           "description": "Only to restore a deleted alias (JSON form). A key that is given must be valid (else 403).",
+           "schema": {"type": "string"}}
         ],
         "requestBody": {
           "required": false,
@@ -29,7 +32,11 @@ std::string_view openapi_json() noexcept {
                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Link"}}}},
           "201": {"description": "A new link (JSON form)",
                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Link"}}}},
+          "403": {"description": "An X-Api-Key was given and is not one of the configured keys",
+                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
           "409": {"$ref": "#/components/responses/AliasTaken"},
+          "410": {"description": "The alias belonged to a deleted link; only a key holder may restore it",
+                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
           "413": {"$ref": "#/components/responses/TooLarge"},
           "422": {"$ref": "#/components/responses/Unprocessable"},
           "503": {"$ref": "#/components/responses/ShardUnavailable"},
@@ -46,6 +53,7 @@ std::string_view openapi_json() noexcept {
                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Link"}}}},
           "400": {"$ref": "#/components/responses/BadRequest"},
           "404": {"$ref": "#/components/responses/NotFound"},
+          "410": {"$ref": "#/components/responses/Gone"},
           "503": {"$ref": "#/components/responses/ShardUnavailable"},
           "504": {"$ref": "#/components/responses/ShardTimeout"}
         }
@@ -55,20 +63,22 @@ std::string_view openapi_json() noexcept {
         "responses": {
           "200": {"description": "The link exists"},
           "400": {"description": "The id is not valid"},
-          "404": {"description": "No such link"}
+          "404": {"description": "No such link"},
+          "410": {"description": "The link was deleted"}
         }
       },
       "delete": {
         "summary": "Delete a link",
         "security": [{"ApiKey": []}],
         "responses": {
-          "204": {"description": "Deleted: GET and the redirect answer 404 from now on"},
+          "204": {"description": "Deleted: GET and the redirect answer 410 from now on, through every instance within a second; the id is never reused"},
           "400": {"$ref": "#/components/responses/BadRequest"},
           "401": {"description": "No X-Api-Key header",
                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
           "403": {"description": "The X-Api-Key is not one of the configured keys",
                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
           "404": {"$ref": "#/components/responses/NotFound"},
+          "410": {"$ref": "#/components/responses/Gone"},
           "503": {"$ref": "#/components/responses/ShardUnavailable"},
           "504": {"$ref": "#/components/responses/ShardTimeout"}
         }
@@ -78,7 +88,7 @@ std::string_view openapi_json() noexcept {
       "parameters": [{"$ref": "#/components/parameters/UrlId"}],
       "get": {
         "summary": "Redirect to the stored URL",
-        "description": "The status is configurable (redirect_status: 301, 302, 307 or 308; default 302). 301 and 308 carry Cache-Control: private, max-age=90; 302 and 307 carry no Cache-Control. Location is the stored URL with any byte that is not allowed in a URI percent-encoded.",
+        "description": "The status is configurable (redirect_status: 301, 302, 307 or 308; default 302). 301 and 308 carry Cache-Control: private, max-age=90; 302 and 307 carry no Cache-Control. Location is the stored URL with any byte that is not allowed in a URI percent-encoded. A stored URL that is not a valid absolute http(s) URL (rows the tutorial stored unvalidated) is never redirected to: 409.",
         "responses": {
           "301": {"$ref": "#/components/responses/Redirect"},
           "302": {"$ref": "#/components/responses/Redirect"},
@@ -86,6 +96,9 @@ std::string_view openapi_json() noexcept {
           "308": {"$ref": "#/components/responses/Redirect"},
           "400": {"$ref": "#/components/responses/BadRequest"},
           "404": {"$ref": "#/components/responses/NotFound"},
+          "409": {"description": "The stored URL is not redirected to (GET /urls/{url_id} shows it)",
+                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+          "410": {"$ref": "#/components/responses/Gone"},
           "503": {"$ref": "#/components/responses/ShardUnavailable"},
           "504": {"$ref": "#/components/responses/ShardTimeout"}
         }
@@ -97,7 +110,9 @@ std::string_view openapi_json() noexcept {
           "302": {"$ref": "#/components/responses/Redirect"},
           "307": {"$ref": "#/components/responses/Redirect"},
           "308": {"$ref": "#/components/responses/Redirect"},
-          "404": {"description": "No such link"}
+          "404": {"description": "No such link"},
+          "409": {"description": "The stored URL is not redirected to"},
+          "410": {"description": "The link was deleted"}
         }
       }
     },
@@ -189,6 +204,8 @@ std::string_view openapi_json() noexcept {
                      "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "NotFound": {"description": "No such link: {\"detail\": \"Url with id: ID was not found\"}",
                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "Gone": {"description": "The link was deleted: {\"detail\": \"Url with id: ID was deleted\"}",
+               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "AliasTaken": {"description": "The alias already belongs to a different URL",
                      "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "TooLarge": {"description": "The body is over the limit (64 KiB by default)",
