@@ -69,6 +69,43 @@ def while_hung(binary, settings, checks, logs):
             server.stop()
 
 
+def second_signal(binary, settings, checks, logs):
+    """A second SIGTERM during the drain ends it at once: requests stuck on a hung shard (with long
+    deadlines, so the drain would last) are dropped and shardurl exits without waiting."""
+    long = {**settings, "timeouts": {**settings["timeouts"], "request_ms": 60000, "query_ms": 60000,
+                                     "shutdown_ms": 30000}}
+    with tcp_proxy.TcpProxy(F.port_of(SLOW)) as proxy:
+        ports = [proxy.port if n == SLOW else p for n, p in zip(F.NAMES, F.ports())]
+        server = harness.Server(binary, extra=long, ports=ports)
+        try:
+            seed = F.seed(server.port, per_shard=5)
+            proxy.set_mode(tcp_proxy.HANG)
+            load = F.Load(server.port, threads=4, pause=0.01, seed_ids=seed).start()
+            time.sleep(1.0)
+            server.proc.send_signal(signal.SIGTERM)
+            time.sleep(1.5)
+            still_draining = server.proc.poll() is None
+            t_second = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            try:
+                code = server.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                code = None
+            took = time.monotonic() - t_second
+            load.stop()
+            log = server.output()
+            checks.check("second signal: the first one drains (requests stuck on the hung shard)",
+                         still_draining, "exited before the second signal")
+            checks.check("second signal: exits at once (under 1 s), status 0", code == 0 and took < 1.0,
+                         f"exit {code} after {took:.3f} s")
+            checks.check("second signal: the log says so", "SIGTERM again: closing" in log and
+                         "shardurl: stopped" in log, log.strip().splitlines()[-3:])
+            print(f"second signal: exit {code} {took:.3f} s after it", flush=True)
+        finally:
+            logs.append(("shardurl stderr (second signal)", server.output()))
+            server.stop()
+
+
 def main():
     binary = F.server_binary()
     checks = F.Checks("sigterm")
@@ -143,6 +180,10 @@ def main():
             while_hung(binary, settings, checks, logs)
         except Exception:
             checks.crashed("sigterm while hung")
+        try:
+            second_signal(binary, settings, checks, logs)
+        except Exception:
+            checks.crashed("second signal")
     F.wrap_up(checks, logs)
 
 
