@@ -125,6 +125,8 @@ void render(const Response& r, unsigned version, bool keep_alive, bool head, std
     out += "\r\n"sv;
   };
   header("Content-Type: "sv, r.content_type);
+  // A body with a type is read as that type only, never sniffed as HTML or script.
+  if (!r.content_type.empty()) out += "X-Content-Type-Options: nosniff\r\n"sv;
   header("Location: "sv, r.location);
   header("Cache-Control: "sv, r.cache_control);
   header("Allow: "sv, r.allow);
@@ -141,11 +143,28 @@ void render(const Response& r, unsigned version, bool keep_alive, bool head, std
   if (!head && !bodiless) out += r.body;
 }
 
+// The answer to a request refused before routing, closing the connection: render()'s, with
+// `extra_header` (a line without CRLF: the refusal's Allow or Accept-Encoding), if any, before the
+// blank line. Kept out of render(), which every answer runs through.
+void render_refusal(const Response& r, bool head, std::string_view extra_header, std::string& out) {
+  render(r, 11, false, head, out);
+  if (extra_header.empty()) return;
+  const auto blank_line = out.find("\r\n\r\n") + 2;
+  out.insert(blank_line, "\r\n");
+  out.insert(blank_line, extra_header);
+}
+
 // A request's start line and header fields live in a per-connection arena, reset for every
 // request: Beast's fields allocate for the target and for each field otherwise.
 using ArenaAllocator = std::pmr::polymorphic_allocator<char>;
 using Parser = http::request_parser<http::string_body, ArenaAllocator>;
 constexpr std::size_t arena_bytes = 512;  // a typical request's fields fit; more spills to the heap
+
+// The interim answer to "Expect: 100-continue" (RFC 9110 section 15.2.1).
+constexpr std::string_view continue_100 = "HTTP/1.1 100 Continue\r\n\r\n";
+
+// An h2c client with prior knowledge starts with this preface (RFC 9113 section 3.4).
+constexpr std::string_view http2_preface = "PRI * HTTP/2.0\r\n\r\n";
 
 Request to_request(const Parser::value_type& req) {
   Request out{req.method(), req.target(), req.body(), req[http::field::content_type], std::nullopt};
@@ -283,7 +302,8 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
   struct ReadOutcome {
     unsigned status = 0;  // an error to answer before closing; 0: none
     std::string detail;
-    bool close = false;  // the peer left or went quiet: close without answering
+    bool close = false;            // the peer left or went quiet: close without answering
+    std::string_view header = {};  // with status: one more header line for the answer, or empty
   };
 
   struct HeaderBlock {
@@ -314,7 +334,9 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
   }
 
   // Reads one request in two steps: the header block, checked as raw bytes and then parsed, and
-  // then the body, which is only read when the header is acceptable.
+  // then the body, which is only read when the head is acceptable (a client that sent
+  // "Expect: 100-continue" is told to go on first; one whose head decides the answer gets that
+  // answer, and no 100).
   asio::awaitable<ReadOutcome> read_request(tcp::socket& stream, beast::flat_buffer& buffer,
                                             Parser& parser) {
     const HeaderBlock header = co_await read_header_block(stream, buffer);
@@ -329,19 +351,27 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       co_return ReadOutcome{problem->status, std::move(problem->detail)};
     }
     beast::error_code parse_ec;
-    buffer.consume(parser.put(asio::buffer(block), parse_ec));
+    const std::size_t parsed = parser.put(asio::buffer(block), parse_ec);
     if (!parse_ec && !parser.is_header_done()) parse_ec = http::error::partial_message;
     if (parse_ec) {
+      if (block.starts_with(http2_preface)) {
+        co_return ReadOutcome{400, "HTTP/2 is not served: shardurl speaks HTTP/1.1"};
+      }
       const unsigned status = status_for_read_error(parse_ec);
       co_return ReadOutcome{status == 0 ? 400u : status,
                             std::string(read_error_detail(status == 0 ? 400 : status))};
     }
-    // A transfer coding other than chunked leaves the body's end unknown; guessing it is how
-    // requests get smuggled (RFC 9112 section 6.3), so refuse and close.
-    if (parser.get().count(http::field::transfer_encoding) > 0 && !parser.chunked()) {
-      co_return ReadOutcome{400, "unsupported Transfer-Encoding"};
+    buffer.consume(parsed);
+    const bool body_follows = !parser.is_done();
+    const RequestHead head = head_of(parser.get());
+    if (auto problem = head.problem(parser.chunked(), body_follows)) {
+      co_return ReadOutcome{problem->status, std::move(problem->detail), false, problem->header};
     }
-    if (!parser.is_done()) {
+    if (body_follows) {
+      if (head.expects_continue(body_follows)) {
+        auto [ec, n] = co_await asio::async_write(stream, asio::buffer(continue_100), use_tuple);
+        if (ec) co_return ReadOutcome{0, {}, true};
+      }
       auto [ec, bytes] = co_await http::async_read(stream, buffer, parser, use_tuple);
       if (ec) {
         const unsigned status = status_for_read_error(ec);
@@ -389,7 +419,9 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       enter(conn, worker.busy, std::chrono::milliseconds::max());
       if (outcome.status != 0) {
         if (!stopping) {
-          render(error_response(outcome.status, outcome.detail), 11, false, false, out);
+          // A HEAD request refused on its head gets the headers of the refusal and no body.
+          const bool head = parser.is_header_done() && parser.get().method() == http::verb::head;
+          render_refusal(error_response(outcome.status, outcome.detail), head, outcome.header, out);
           enter(conn, worker.writing, limits.write_timeout);
           co_await write_rest(stream, out, 0);
         }
@@ -397,7 +429,10 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       }
       if (outcome.close) break;
       auto& req = parser.get();
-      Response response = co_await worker.routes->handle(to_request(req));
+      // Named, not a temporary inside the co_await: GCC 12 destroys an aggregate temporary in a
+      // co_await expression twice (docs/notes.md).
+      const Request request = to_request(req);
+      Response response = co_await worker.routes->handle(request);
       const bool keep_alive = req.keep_alive() && !stopping;
       // HEAD: the headers GET would send, Content-Length included, and no body.
       render(response, req.version(), keep_alive, req.method() == http::verb::head, out);

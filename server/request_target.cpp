@@ -1,25 +1,46 @@
 #include "request_target.hpp"
 
-#include <boost/url/encoding_opts.hpp>
-#include <boost/url/pct_string_view.hpp>
-
 #include <algorithm>
+#include <array>
 
 namespace shardurl {
 namespace {
 
-// Decodes one component; nullopt when its escapes are malformed.
-std::optional<std::string> decode(std::string_view raw, bool plus_is_space) {
-  // Most components have nothing to decode: no Boost.URL pass for those (every request has one).
+int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Decodes one component. In a path, a '%' that does not start a %XX escape makes it malformed
+// (nullopt). In a query, '+' is a space and such a '%' is kept as it is, as Python's parse_qsl
+// (and so FastAPI) reads a query: "full_url=100%" is "100%".
+std::optional<std::string> decode(std::string_view raw, bool in_query) {
+  // Most components have nothing to decode: a copy, no byte-by-byte pass (every request has one).
+  // Two memchr scans, not find_first_of, which calls memchr once per byte.
   if (raw.find('%') == std::string_view::npos &&
-      (!plus_is_space || raw.find('+') == std::string_view::npos)) {
+      (!in_query || raw.find('+') == std::string_view::npos)) {
     return std::string(raw);
   }
-  const auto pct = boost::urls::make_pct_string_view(raw);
-  if (!pct) return std::nullopt;
-  boost::urls::encoding_opts opts;
-  opts.space_as_plus = plus_is_space;
-  return pct->decode(opts);
+  std::string out;
+  out.reserve(raw.size());
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    const char c = raw[i];
+    if (c == '+' && in_query) {
+      out += ' ';
+    } else if (c != '%') {
+      out += c;
+    } else if (i + 2 < raw.size() && hex_value(raw[i + 1]) >= 0 && hex_value(raw[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(raw[i + 1]) * 16 + hex_value(raw[i + 2]));
+      i += 2;
+    } else if (in_query) {
+      out += '%';
+    } else {
+      return std::nullopt;
+    }
+  }
+  return out;
 }
 
 bool has_control_byte(std::string_view s) noexcept {
@@ -40,13 +61,111 @@ std::optional<std::string> check(std::string decoded, std::string_view what, std
   return decoded;
 }
 
+// RFC 3986's unreserved and sub-delims characters: what a registered name holds besides %XX.
+constexpr std::array<bool, 256> reg_name_bytes = [] {
+  std::array<bool, 256> t{};
+  for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (const char c : std::string_view("-._~!$&'()*+,;=")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+
+// The length of the longest prefix of `s` that is unreserved and sub-delims characters and %XX
+// escapes (and ':' when `colons`): all of a registered name, up to its port's ':'.
+std::size_t reg_name_length(std::string_view s, bool colons) noexcept {
+  std::size_t i = 0;
+  for (;;) {
+    while (i < s.size() && reg_name_bytes[static_cast<unsigned char>(s[i])]) ++i;
+    if (i == s.size()) return i;
+    if (colons && s[i] == ':') {
+      ++i;
+    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
+               hex_value(s[i + 2]) >= 0) {
+      i += 3;
+    } else {
+      return i;
+    }
+  }
+}
+
+bool iequals_ascii(std::string_view a, std::string_view lower) noexcept {
+  return a.size() == lower.size() &&
+         std::equal(a.begin(), a.end(), lower.begin(), [](char x, char y) {
+           return (x >= 'A' && x <= 'Z' ? static_cast<char>(x - 'A' + 'a') : x) == y;
+         });
+}
+
+// An absolute-form target's origin-form part ("/path?query", "?query" or "" for "/"), or why
+// the target cannot be served. Only called for a target that does not start with '/'.
+std::variant<std::string_view, std::string> origin_of(std::string_view target) {
+  // RFC 3986: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
+  const auto is_scheme = [](std::string_view s) {
+    const auto alpha = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
+    return !s.empty() && alpha(s.front()) && std::all_of(s.begin(), s.end(), [&](char c) {
+      return alpha(c) || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
+    });
+  };
+  const auto separator = target.find("://");
+  if (separator == std::string_view::npos || !is_scheme(target.substr(0, separator))) {
+    if (target == "*") {
+      return std::string("the asterisk-form target '*' is only allowed with OPTIONS");
+    }
+    if (target.find(':') != std::string_view::npos && is_host_and_port(target)) {
+      return std::string("an authority-form target (host:port) is only allowed with CONNECT");
+    }
+    return std::string(
+        "the request target must start with '/' or be an absolute http or https URI");
+  }
+  const std::string_view scheme = target.substr(0, separator);
+  if (!iequals_ascii(scheme, "http") && !iequals_ascii(scheme, "https")) {
+    return std::string("an absolute-form target must use the http or https scheme");
+  }
+  const std::string_view rest = target.substr(separator + 3);
+  const auto authority_end = std::min(rest.find_first_of("/?"), rest.size());
+  const std::string_view authority = rest.substr(0, authority_end);
+  if (authority.find('@') != std::string_view::npos) {
+    return std::string("an absolute-form target must not hold user information");
+  }
+  if (authority.empty() || authority.front() == ':') {
+    return std::string("an absolute-form target must name a host");
+  }
+  if (!is_host_and_port(authority)) {
+    return std::string("the host or port of the absolute-form target is not valid");
+  }
+  return rest.substr(authority_end);
+}
+
 }  // namespace
 
 const std::string* RequestTarget::param(std::string_view name) const noexcept {
+  const std::string* last = nullptr;
   for (const auto& [key, value] : query) {
-    if (key == name) return &value;
+    if (key == name) last = &value;
   }
-  return nullptr;
+  return last;
+}
+
+bool is_host_and_port(std::string_view s) noexcept {
+  // A Host header is checked on every request. The common one ("localhost:5001", "127.0.0.1")
+  // takes one pass of table lookups; '%' escapes and '[' IP literals take the general path.
+  std::size_t end = 0;
+  while (end < s.size() && reg_name_bytes[static_cast<unsigned char>(s[end])]) ++end;
+  if (end < s.size() && (s[end] == '%' || s[end] == '[')) {
+    if (s.front() == '[') {
+      end = 1 + reg_name_length(s.substr(1), true);
+      if (end == 1 || end == s.size() || s[end] != ']') return false;
+      ++end;
+    } else {
+      end = reg_name_length(s, false);
+    }
+  }
+  if (end == s.size()) return true;
+  if (s[end] != ':') return false;
+  for (std::size_t i = end + 1; i < s.size(); ++i) {
+    if (static_cast<unsigned char>(s[i] - '0') > 9) return false;
+  }
+  return true;
 }
 
 bool is_utf8(std::string_view s) noexcept {
@@ -81,8 +200,12 @@ bool is_utf8(std::string_view s) noexcept {
 }
 
 std::variant<RequestTarget, std::string> parse_target(std::string_view target) {
-  if (target.empty() || target.front() != '/')
-    return std::string("the request target must start with '/'");
+  if (target.empty() || target.front() != '/') {
+    // Not origin-form: an absolute-form target is served by its path and query; "" is "/".
+    auto origin = origin_of(target);
+    if (auto* why = std::get_if<std::string>(&origin)) return std::move(*why);
+    target = std::get<std::string_view>(origin);
+  }
   const auto question = target.find('?');
   const std::string_view path = target.substr(0, question);
   const std::string_view query =
@@ -114,7 +237,6 @@ std::variant<RequestTarget, std::string> parse_target(std::string_view target) {
     auto key = decode(pair.substr(0, eq), true);
     auto value =
         decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1), true);
-    if (!key || !value) return std::string("the query has a malformed percent-escape");
     auto checked_key = check(std::move(*key), "a query parameter name", error);
     if (!checked_key) return error;
     // Values may hold control characters: the route that uses one decides (a URL with them is a

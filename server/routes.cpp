@@ -30,9 +30,10 @@ constexpr std::array<RouteInfo, 6> routes = {{
     {"/{url_id}", "GET, HEAD"},
 }};
 
-// FastAPI's answer to a missing required query parameter, kept byte for byte for old clients.
+// FastAPI's answer to a missing required query parameter, byte for byte as FastAPI 0.119 with
+// Pydantic v2 sends it (the tutorial's `uv add fastapi`, October 2025; docs/api.md says where).
 constexpr std::string_view missing_full_url =
-    R"({"detail":[{"loc":["query","full_url"],"msg":"field required","type":"value_error.missing"}]})";
+    R"({"detail":[{"type":"missing","loc":["query","full_url"],"msg":"Field required","input":null}]})";
 
 // A JSON answer with no headers beyond the ones every answer has.
 Response json_answer(unsigned status, std::string body) {

@@ -1,6 +1,7 @@
 // libFuzzer target: everything a client's bytes reach before a route runs. The first byte picks
 // what to drive, so one corpus covers them all (see docs/fuzzing.md):
-//   0 Beast's request parser, the whole input in one buffer, then the request target
+//   0 Beast's request parser, the whole input in one buffer, then the head's checks and the
+//     request target
 //   1 the same, fed in pieces of 1-16 bytes (the second byte) as a socket would deliver them
 //   2 url_problem, and properties of the URLs it accepts
 //   3 alias_problem, is_reserved, is_plausible_id
@@ -21,6 +22,7 @@
 #include <string_view>
 #include <variant>
 
+#include "header_checks.hpp"
 #include "request_target.hpp"
 #include "validation.hpp"
 
@@ -96,6 +98,15 @@ void check_target(std::string_view target) {
     return;
   }
   const auto& t = std::get<shardurl::RequestTarget>(parsed);
+  // Anything but origin-form that is served is an absolute http(s) URI (RFC 9112 3.2.2).
+  if (target.empty() || target.front() != '/') {
+    std::string scheme(target.substr(0, target.find("://")));
+    std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](char c) {
+      return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    });
+    FUZZ_CHECK(target.find("://") != std::string_view::npos &&
+               (scheme == "http" || scheme == "https"));
+  }
   for (const auto& segment : t.segments) {
     FUZZ_CHECK(shardurl::is_utf8(segment));
     check_alias(segment);
@@ -107,9 +118,37 @@ void check_target(std::string_view target) {
   }
 }
 
-void on_request(const http::request<http::string_body>& req) {
-  FUZZ_CHECK(req.body().size() <= body_limit);
-  check_target(req.target());
+// What the session decides from the head before it reads a body (header_checks.hpp).
+void check_head(const http::request_parser<http::string_body>& parser) {
+  const auto& req = parser.get();
+  const bool body_follows =
+      parser.chunked() || (parser.content_length() && *parser.content_length() > 0);
+  const shardurl::RequestHead head = shardurl::head_of(req);
+  const auto problem = head.problem(parser.chunked(), body_follows);
+  if (req.version() == 11 && req.count(http::field::host) == 0) {
+    FUZZ_CHECK(problem && problem->status == 400);
+  }
+  if (!problem) {
+    // What is read is framed by Content-Length or by chunked alone, in HTTP/1.1.
+    if (req.count(http::field::transfer_encoding) > 0) {
+      FUZZ_CHECK(parser.chunked() && req.version() == 11);
+    }
+    if (head.expects_continue(body_follows)) FUZZ_CHECK(req.version() == 11 && body_follows);
+    return;
+  }
+  const unsigned s = problem->status;
+  FUZZ_CHECK(s == 400 || s == 405 || s == 415 || s == 417 || s == 501);
+  FUZZ_CHECK(printable_reason(problem->detail));
+  FUZZ_CHECK(problem->header.empty() || problem->header.starts_with("Allow: ") ||
+             problem->header.starts_with("Accept-Encoding: "));
+  FUZZ_CHECK(std::all_of(problem->header.begin(), problem->header.end(),
+                         [](char c) { return c >= 0x20 && c <= 0x7e; }));
+}
+
+void on_request(const http::request_parser<http::string_body>& parser) {
+  FUZZ_CHECK(parser.get().body().size() <= body_limit);
+  check_head(parser);
+  check_target(parser.get().target());
 }
 
 // Feeds `input` to a fresh parser per message, `piece` bytes at a time (0: all at once), the way
@@ -143,7 +182,7 @@ void drive_parser(std::string_view input, std::size_t piece) {
       buffer.commit(n);
       offset += n;
     }
-    on_request(parser.get());
+    on_request(parser);
     if (!parser.keep_alive()) return;
   }
 }

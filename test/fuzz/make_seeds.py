@@ -2,7 +2,7 @@
 """Writes the hand-written seed inputs into test/fuzz/corpus/ as seed-NAME files.
 
 The first byte of an input chooses what fuzz_request.cpp drives: '0' Beast's request parser
-(one buffer), '1' the parser fed in pieces (the second byte: piece size = byte % 16 + 1, so '0'
+(one buffer) and then the head's checks and the target, '1' the parser fed in pieces (the second byte: piece size = byte % 16 + 1, so '0'
 is 1 byte and '7' is 8 bytes), '2' url_problem, '3' alias_problem, '4' location_value,
 '5' parse_target. Run it again after editing; fuzzer-found inputs (hex names) are left alone.
 """
@@ -55,6 +55,37 @@ REQUESTS = {
     "http2-preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
     "truncated": b"POST /urls?full_url=https://a.b/ HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc",
     "plus-and-ampersand": b"POST /urls?full_url=https://a.b/?q%3D1%26r%3D2&x=a+b HTTP/1.1\r\n\r\n",
+    # The head's checks (header_checks.hpp): Host, target forms, Expect, codings, HTTP/2.
+    "host-missing": b"GET /healthz HTTP/1.1\r\nAccept: */*\r\n\r\n",
+    "host-twice": b"GET /healthz HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+    "host-empty": b"GET /healthz HTTP/1.1\r\nHost:\r\n\r\n",
+    "host-bad": b"GET /healthz HTTP/1.1\r\nHost: user@[::1]:80:x%zz\r\n\r\n",
+    "host-ipv6": b"GET /healthz HTTP/1.1\r\nHost: [::1]:5001\r\n\r\n",
+    "absolute-form-query": (b"POST http://localhost:5001/urls?full_url=https://a.b/&full_url=c "
+                            b"HTTP/1.1\r\nHost: localhost:5001\r\n\r\n"),
+    "absolute-form-https-encoded-id": (b"GET HTTPS://[::1]:5001/urls/ab%2Fcd HTTP/1.1\r\n"
+                                       b"Host: x\r\n\r\n"),
+    "absolute-form-userinfo": b"GET http://u:p@x:8x/urls HTTP/1.1\r\nHost: x\r\n\r\n",
+    "authority-form": b"CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n",
+    "asterisk-form-get": b"GET * HTTP/1.1\r\nHost: x\r\n\r\n",
+    "expect-continue": (b"POST /urls HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\n"
+                        b"Content-Type: application/json\r\nContent-Length: 13\r\n\r\n"
+                        b'{"url":"u"}\r\n'),
+    "expect-continue-chunked": (b"POST /urls HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                                b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"),
+    "expect-other": b"POST /urls HTTP/1.1\r\nHost: x\r\nExpect: 100-continue, x\r\nContent-Length: 0\r\n\r\n",
+    "expect-http10": b"POST /urls HTTP/1.0\r\nExpect: foo\r\nContent-Length: 2\r\n\r\n{}",
+    "te-gzip-chunked": (b"POST /urls HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                        b"0\r\n\r\n"),
+    "te-two-lines": (b"POST /urls HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: deflate\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    "te-http10": b"POST /urls HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "content-encoding-gzip": (b"POST /urls HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+                              b"Content-Length: 4\r\n\r\n\x1f\x8b\x08\x00"),
+    "h2c-upgrade": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                    b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"),
+    "h2-preface-settings": (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                            b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64"),
 }
 
 URLS = [
@@ -72,7 +103,9 @@ LOCATIONS = [b"https://www.postgresql.org/", b"https://x.com/\r\n\x00 \x7f\xff%%
              b"https://x.com/?q={\"a\"}|<b>^`\\"]
 TARGETS = [b"/urls?full_url=https://www.postgresql.org/", b"/urls/ab%2Fcd", b"/urls/%C3%A9",
            b"/urls?full_url=a+b%2Bc&x", b"/%zz", b"urls", b"/urls/%00", b"/urls?full_url=%ff",
-           b"/urls?%C3%A9=%E2%80%AE"]
+           b"/urls?%C3%A9=%E2%80%AE", b"http://localhost:5001/urls/ab%2Fcd?x=%zz&x=2",
+           b"HTTPS://[::1]:5001?full_url=100%", b"http://u@x/", b"ftp://x/urls", b"x:443", b"*",
+           b"http://x:8x/urls", b"/urls?full_url=a&full_url=b%"]
 
 
 def main() -> int:
