@@ -1385,10 +1385,12 @@ class Delete(Base):
         resp, ex = self.call("DELETE", "/urls/" + url_id, {"X-Api-Key": self.extra["api_keys"][0]})
         self.assertEqual(resp.status, 204, f"delete{ex.describe()}")
         self.assertEqual(ex.leftover, b"", f"204 with a body{ex.describe()}")
+        # A deleted link is a tombstone: 410 Gone with a JSON detail, never reused.
         resp, ex = self.call("GET", "/urls/" + url_id)
-        self.assertEqual(resp.status, 404, f"GET after delete{ex.describe()}")
+        self.assertEqual(resp.status, 410, f"GET after delete{ex.describe()}")
+        self.assert_json_error(resp, "GET after delete", ex)
         resp, ex = self.call("GET", "/" + url_id)
-        self.assertEqual(resp.status, 404, f"redirect after delete{ex.describe()}")
+        self.assertEqual(resp.status, 410, f"redirect after delete{ex.describe()}")
 
 
 if __name__ == "__main__":
