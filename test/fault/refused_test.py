@@ -6,14 +6,50 @@ throwaway directory) and its keys serve within about a second, without restartin
 
 Usage (scripts/test runs it through ctest): /usr/bin/python3 test/fault/refused_test.py BINARY
 """
+import http.client
+import json
 import shutil
 import tempfile
 import time
 
 import faultlib as F
 import harness
+import tcp_proxy
 
 VICTIM = "5434"
+
+
+def slow_connect(binary, checks, logs):
+    """A shard far away: every chunk through a proxy 0.4 s late, so opening a session (startup,
+    authentication, the session's PREPAREs) takes well over a second. With connect_ms above that
+    and pool_wait_ms far below it, the session still opens: connect_ms is its own bound, not cut
+    short by the pool wait. Its keys answer 200, slowly, and the shard is never called down."""
+    settings = {"timeouts": {"connect_ms": 8000, "pool_wait_ms": 300, "query_ms": 8000,
+                             "request_ms": 12000, "shutdown_ms": 10000},
+                "health": {"interval_up_ms": 1000, "interval_down_ms": 200}}
+    with tcp_proxy.TcpProxy(F.port_of(VICTIM), delay=0.4) as proxy:
+        proxy.set_mode(tcp_proxy.DELAY)
+        ports = [proxy.port if n == VICTIM else p for n, p in zip(F.NAMES, F.ports())]
+        server = harness.Server(binary, extra=settings, ports=ports)
+        try:
+            url_id = F.ids_owned_by(VICTIM, count=1)[0]
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            started = time.monotonic()
+            conn.request("GET", "/urls/" + url_id)
+            resp = conn.getresponse()
+            body = resp.read()
+            took = time.monotonic() - started
+            conn.close()
+            checks.check("slow connect: a session that takes over a second to open still serves",
+                         resp.status in (200, 404, 410) and took > 0.8,
+                         f"{resp.status} {body[:80]!r} after {took:.2f} s")
+            log = server.output()
+            checks.check("slow connect: the shard is never called down", "5434: down" not in log,
+                         [line for line in log.splitlines() if "5434" in line][:3])
+            print(f"slow connect: answered {resp.status} after {took:.2f} s", flush=True)
+        finally:
+            logs.append(("shardurl stderr (slow connect)", server.output()))
+            server.stop()
 
 
 def main():
@@ -105,6 +141,10 @@ def main():
         except Exception:
             checks.crashed("stopping the spare shard")
         shutil.rmtree(spare, ignore_errors=True)
+        try:
+            slow_connect(binary, checks, logs)
+        except Exception:
+            checks.crashed("slow connect")
     F.wrap_up(checks, logs)
 
 
