@@ -163,11 +163,13 @@ asio::awaitable<Outcome> Batcher::submit(std::size_t shard, PendingPtr pending) 
       asio::use_awaitable);
 }
 
-// Answers every statement whose deadline passed, queued or in a pipeline, until the queue has
-// nothing left waiting.
+// Answers every statement whose deadline passed, queued or in a pipeline, until the queue has had
+// nothing waiting for a second (so a busy queue keeps one sweeper, not one per burst).
 asio::awaitable<void> Batcher::sweep(std::shared_ptr<Queue> queue) {
   asio::steady_timer tick(queue->home);
-  while (!queue->pending.empty() || !queue->in_flight.empty()) {
+  constexpr int idle_ticks = 1000 / static_cast<int>(sweep_every.count());
+  for (int idle = 0; idle < idle_ticks;) {
+    idle = queue->pending.empty() && queue->in_flight.empty() ? idle + 1 : 0;
     tick.expires_after(sweep_every);
     auto [ec] = co_await tick.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec) break;

@@ -90,7 +90,13 @@ std::string LinkRepository::session_script() {
 
 asio::awaitable<StoreResult<std::optional<StoredLink>>> LinkRepository::find(std::string id,
                                                                             Deadline deadline) {
-  auto rows = co_await batcher_.lookup(ring_.owner_of(id), id, deadline);
+  const std::size_t shard = ring_.owner_of(id);
+  co_return co_await find_on(shard, std::move(id), deadline);
+}
+
+asio::awaitable<StoreResult<std::optional<StoredLink>>> LinkRepository::find_on(
+    std::size_t shard, std::string id, Deadline deadline) {
+  auto rows = co_await batcher_.lookup(shard, id, deadline);
   if (!rows) co_return rows.error();
   if (rows->rows() == 0) co_return std::optional<StoredLink>{};
   co_return std::optional<StoredLink>{StoredLink{std::string(rows->get(0, 0)), rows->get(0, 1) == "t"}};

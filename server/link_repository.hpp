@@ -66,6 +66,10 @@ class LinkRepository {
   /// The row stored under `id`, or std::nullopt when there is none (an expected miss).
   boost::asio::awaitable<StoreResult<std::optional<StoredLink>>> find(std::string id,
                                                                      Deadline deadline);
+  /// find() on `shard`, which the caller already knows is owner_of(id).
+  boost::asio::awaitable<StoreResult<std::optional<StoredLink>>> find_on(std::size_t shard,
+                                                                        std::string id,
+                                                                        Deadline deadline);
 
   /// The link of `url`: the tutorial's own id for it when the tutorial stored it (live), else the
   /// first prefix of its digest (7 characters first) that is free or holds `url` live; a prefix

@@ -301,9 +301,10 @@ asio::awaitable<Response> Routes::create_from_json(std::string_view body,
 asio::awaitable<StoreResult<std::optional<StoredLink>>> Routes::lookup(const std::string& id) {
   const std::size_t shard = links_.owner_of(id);
   const auto ticket = cache_.ticket(shard);
-  auto found = co_await links_.find(id, deadline());
+  auto found = co_await links_.find_on(shard, id, deadline());
   if (!found) co_return found.error();
-  if (*found && !(*found)->deleted) {
+  if (*found && !(*found)->deleted && cache_.enabled()) {
+    // The Location a redirect sends is worked out once, when the link is cached.
     const std::string& url = (*found)->url;
     cache_.put(id, url, may_redirect_to(url) ? location_value(url) : std::string(), shard, ticket,
                LinkCache::Clock::now());

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <unordered_set>
@@ -157,6 +158,61 @@ std::size_t Ring::owner_at(Position position) const noexcept {
 
 std::size_t Ring::owner_of(std::string_view key) const noexcept {
   return owner_at(position_of(key));
+}
+
+namespace {
+
+// A position as a number of the key space, for measuring shares (long double keeps 64 bits of
+// mantissa: plenty for a share).
+long double as_number(Position p) noexcept {
+  return static_cast<long double>(p.hi) * 18446744073709551616.0L + static_cast<long double>(p.lo);
+}
+
+}  // namespace
+
+std::vector<Move> moves(const Ring& from, const Ring& to) {
+  if (from.hash() != to.hash()) {
+    throw std::invalid_argument("the rings use different hashes (" +
+                                std::string(to_string(from.hash())) + ", " +
+                                std::string(to_string(to.hash())) + "): their positions differ");
+  }
+  // Every point of either ring bounds a stretch on which both owners are constant: on
+  // [b[i], b[i+1]) a ring's owner is the one of its first point above b[i], owner_at(b[i]).
+  std::vector<Position> bounds(from.points().begin(), from.points().end());
+  bounds.insert(bounds.end(), to.points().begin(), to.points().end());
+  std::sort(bounds.begin(), bounds.end());
+  bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
+  const long double space =
+      from.hash() == Hash::md5 ? 340282366920938463463374607431768211456.0L : 4294967296.0L;
+  std::map<std::pair<std::string, std::string>, long double> moved;
+  for (std::size_t i = 0; i < bounds.size(); ++i) {
+    // The last stretch wraps round to the first bound.
+    const long double length = i + 1 < bounds.size()
+                                   ? as_number(bounds[i + 1]) - as_number(bounds[i])
+                                   : space - as_number(bounds[i]) + as_number(bounds.front());
+    const auto& a = from.nodes()[from.owner_at(bounds[i])].name;
+    const auto& b = to.nodes()[to.owner_at(bounds[i])].name;
+    if (a != b) moved[{a, b}] += length;
+  }
+  std::vector<Move> out;
+  for (const auto& [pair, length] : moved) {
+    out.push_back(Move{pair.first, pair.second, static_cast<double>(length / space)});
+  }
+  return out;
+}
+
+std::string position_bytes(Position position, Hash hash) {
+  std::string out;
+  const auto put = [&out](std::uint64_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+  };
+  if (hash == Hash::md5) {
+    put(position.hi, 8);
+    put(position.lo, 8);
+  } else {
+    put(position.lo, 4);
+  }
+  return out;
 }
 
 }  // namespace shardurl::ring

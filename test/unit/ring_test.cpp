@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -177,4 +178,47 @@ TEST_CASE("hash names") {
   CHECK_FALSE(shardurl::ring::parse_hash("sha1"));
   CHECK(shardurl::ring::default_vnodes(Hash::md5) == 160);
   CHECK(shardurl::ring::default_vnodes(Hash::ketama) == 40);
+}
+
+TEST_CASE("moves: adding a node moves keys only onto it, about its share, as sampling shows") {
+  for (const Hash hash : {Hash::md5, Hash::ketama}) {
+    const Ring three({{"5432", 1, 0}, {"5433", 1, 0}, {"5434", 1, 0}}, hash);
+    const Ring four({{"5432", 1, 0}, {"5433", 1, 0}, {"5434", 1, 0}, {"5435", 1, 0}}, hash);
+    const auto moved = shardurl::ring::moves(three, four);
+    REQUIRE(moved.size() == 3);
+    double total = 0;
+    for (const auto& m : moved) {
+      CHECK(m.to == "5435");
+      total += m.share;
+    }
+    CHECK(total == Approx(0.25).margin(0.06));
+    // The prediction is the share of positions: 200,000 keys move in the same proportions.
+    std::map<std::pair<std::string, std::string>, int> sampled;
+    const int keys = 200000;
+    for (int i = 0; i < keys; ++i) {
+      const std::string key = "k" + std::to_string(i);
+      const auto& a = three.node_of(key).name;
+      const auto& b = four.node_of(key).name;
+      if (a != b) ++sampled[{a, b}];
+    }
+    for (const auto& m : moved) {
+      INFO(shardurl::ring::to_string(hash) << " " << m.from << " -> " << m.to);
+      CHECK(static_cast<double>(sampled[{m.from, m.to}]) / keys == Approx(m.share).margin(0.005));
+    }
+    CHECK(sampled.size() == moved.size());
+  }
+}
+
+TEST_CASE("moves: removing a node moves only its keys; the same ring moves nothing") {
+  const Ring four({{"a", 1, 0}, {"b", 2, 0}, {"c", 1, 0}, {"d", 1, 0}});
+  const Ring three({{"a", 1, 0}, {"b", 2, 0}, {"d", 1, 0}});
+  double total = 0;
+  for (const auto& m : shardurl::ring::moves(four, three)) {
+    CHECK(m.from == "c");
+    total += m.share;
+  }
+  CHECK(total == Approx(0.2).margin(0.05));
+  CHECK(shardurl::ring::moves(four, four).empty());
+  CHECK_THROWS_AS(shardurl::ring::moves(four, Ring({{"a", 1, 0}}, Hash::ketama)),
+                  std::invalid_argument);
 }

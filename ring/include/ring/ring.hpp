@@ -107,4 +107,22 @@ class Ring {
   std::vector<std::uint32_t> owners_;
 };
 
+/// A share of the key space that changes owner between two rings of the same hash: what
+/// `from.node_of(key)` and `to.node_of(key)` are, by name, for that share of all positions.
+struct Move {
+  std::string from;  // a node name of the first ring
+  std::string to;    // a node name of the second ring (another name: a key that stays is no Move)
+  double share = 0;  // of all positions, 0 < share <= 1
+};
+
+/// Every (from, to) pair of node names whose owner differs between `from` and `to`, with the
+/// share of positions that moves: the ring's own prediction of which keys a change of nodes,
+/// weights or vnodes moves, and of how many. Sorted by (from, to). Both rings must use the same
+/// Hash (their positions are different numbers otherwise): throws std::invalid_argument if not.
+std::vector<Move> moves(const Ring& from, const Ring& to);
+
+/// The big-endian bytes of a position as the ring orders it: 16 for md5 (hi then lo), 4 for ketama
+/// (the 32-bit word). Comparing these byte strings (memcmp) orders positions as the ring does.
+std::string position_bytes(Position position, Hash hash);
+
 }  // namespace shardurl::ring
