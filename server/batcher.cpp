@@ -67,6 +67,7 @@ struct Batcher::Pending {
   std::vector<std::string> params;
   std::size_t key = 0;
   Deadline deadline;
+  std::uint64_t ring_version = 0;  // of the ring that routed it here
   // Null once answered. Boxed: Boost 1.81's any_completion_handler has an unconstrained
   // converting constructor, so containers would "copy" it by wrapping it in itself, endlessly.
   std::unique_ptr<asio::any_completion_handler<void(Outcome)>> handler;
@@ -94,30 +95,35 @@ struct Batcher::Queue {
   }
 };
 
-Batcher::Batcher(Shards& shards, Limits limits) : shards_(shards), limits_(limits) {
+Batcher::Batcher(Shards& shards, Limits limits)
+    : shards_(shards), limits_(limits), queues_(Shards::capacity) {
   limits_.max_batch = std::max<std::size_t>(limits_.max_batch, 1);
   limits_.max_running = std::max<std::size_t>(limits_.max_running, 1);
-  for (std::size_t i = 0; i < shards_.size(); ++i) {
-    queues_.push_back(std::make_shared<Queue>(i, shards_.home(i)));
-  }
+  for (std::size_t i = 0; i < shards_.size(); ++i) add(i);
+}
+
+void Batcher::add(std::size_t slot) {
+  queues_[slot] = std::make_shared<Queue>(slot, shards_.home(slot));
 }
 
 Batcher::~Batcher() = default;
 
-asio::awaitable<Outcome> Batcher::run(std::size_t shard, Statement statement,
-                                      std::vector<std::string> params, Deadline deadline,
-                                      std::size_t key) {
+asio::awaitable<Outcome> Batcher::run(std::size_t shard, std::uint64_t ring_version,
+                                      Statement statement, std::vector<std::string> params,
+                                      Deadline deadline, std::size_t key) {
   // Built here, not as a temporary in the co_await expression: GCC 12 destroys an aggregate
   // temporary there twice (a double free of `params`).
   auto pending = std::make_unique<Pending>(
-      Pending{statement, std::move(params), key, deadline, nullptr});
+      Pending{statement, std::move(params), key, deadline, ring_version, nullptr});
   co_return co_await on_home(shard, std::move(pending));
 }
 
-asio::awaitable<Outcome> Batcher::lookup(std::size_t shard, std::string key, Deadline deadline) {
+asio::awaitable<Outcome> Batcher::lookup(std::size_t shard, std::uint64_t ring_version,
+                                         std::string key, Deadline deadline) {
   std::vector<std::string> params;
   params.push_back(std::move(key));
-  auto pending = std::make_unique<Pending>(Pending{{}, std::move(params), 0, deadline, nullptr});
+  auto pending = std::make_unique<Pending>(
+      Pending{{}, std::move(params), 0, deadline, ring_version, nullptr});
   co_return co_await on_home(shard, std::move(pending));
 }
 
@@ -240,11 +246,12 @@ asio::awaitable<void> Batcher::run_batch(Queue& queue, pgasync::Connection& conn
     if (batch.empty()) break;
     statements.clear();
     lookups.clear();
-    bool writes = false;
+    std::uint64_t oldest = batch.front()->ring_version;
     for (auto& pending : batch) {
       (pending->is_lookup() ? lookups : statements).push_back(pending.get());
-      writes |= pending->statement.writes;
+      oldest = std::min(oldest, pending->ring_version);
     }
+    const std::string version = std::to_string(oldest);
     // Every parameter first, then the views into them: `params` must not move any more.
     params.clear();
     for (const Pending* pending : statements) {
@@ -257,8 +264,9 @@ asio::awaitable<void> Batcher::run_batch(Queue& queue, pgasync::Connection& conn
       params.emplace_back(array);
     }
     calls.clear();
+    const pgasync::Param head_param(version);
+    calls.push_back(call_for(limits_.head, std::span(&head_param, 1)));
     const std::span<const pgasync::Param> all(params);
-    if (writes) calls.push_back(call_for(limits_.durable, {}));
     const std::size_t first_statement = calls.size();
     std::size_t offset = 0;
     for (const Pending* pending : statements) {
@@ -284,8 +292,9 @@ asio::awaitable<void> Batcher::run_batch(Queue& queue, pgasync::Connection& conn
         queue.answer(pending, shards_.failed(shard, outcome.error()));
       }
     };
-    if (writes && !(*results)[0]) {
-      // The durability setting itself failed: nothing in the batch took effect.
+    if (!(*results)[0] && (*results)[0].error().code != Errc::pipeline_aborted) {
+      // The head failed on its own (a newer ring, ...): nothing in the batch ran. (Rolled back
+      // because a later statement failed is no failure of its own: the statements say why.)
       auto& outcome = (*results)[0];
       if (prepared_statement_lost(outcome.error())) {
         shards_.use_unnamed_statements(shard, outcome.error().describe());

@@ -5,9 +5,10 @@
 // statement submitted while a loop is free is sent at once, alone, so an idle service adds no
 // delay. Under load every loop is busy and statements wait in the queue; the next loop to finish
 // takes up to max_batch of them in one pipeline, which is one transaction: one round trip and one
-// commit (one WAL flush) for the batch. Every statement is answered only after that commit. A
-// batch that writes starts with Limits::durable, so its commit is durable whatever the server's or
-// the pooler's session settings are.
+// commit (one WAL flush) for the batch. Every statement is answered only after that commit. Every
+// batch starts with Limits::head, so its commit is durable whatever the server's or the pooler's
+// session settings are, and no statement runs on a shard that serves a newer ring than the one it
+// was routed by.
 //
 // A pipeline is all-or-nothing. When one statement fails, the others are rolled back or skipped
 // (pgasync::Errc::pipeline_aborted); they run again in the next pipeline, and only the failing one
@@ -46,7 +47,6 @@ using Deadline = std::chrono::steady_clock::time_point;
 struct Statement {
   std::string_view name;
   std::string_view sql;
-  bool writes = false;  // its batch must commit durably
 };
 
 /// One statement's rows: its whole result, or its own row of a combined lookup (whose result it
@@ -80,31 +80,40 @@ class Batcher {
     /// The statement lookup() uses: it takes a text[] of keys and returns one row per key, in the
     /// array's order, whose first column is NULL when the key has no value.
     Statement lookup;
-    /// The statement that opens every batch holding a write: it makes that transaction's commit
-    /// durable (synchronous_commit on, local to the transaction, so it holds through a
-    /// transaction-mode pooler) whatever the server's, the role's or a pooler's settings say.
-    Statement durable;
+    /// The statement that opens every batch, with one parameter: the oldest ring version among
+    /// the batch's statements. It makes the batch's commit durable (synchronous_commit on, local
+    /// to its transaction, so it holds through a transaction-mode pooler) whatever the server's,
+    /// the role's or a pooler's settings say, and fails the whole batch (SQLSTATE SU001: every
+    /// statement is answered StoreError::Kind::stale) when the shard serves a newer ring than a
+    /// statement was routed by, so no statement ever runs on a shard that no longer owns its key.
+    Statement head;
   };
 
   /// `shards` must outlive the Batcher. Callable from any thread: each shard's work runs on its
   /// home thread.
   Batcher(Shards& shards, Limits limits);
+
+  /// Makes a queue for slot `slot`, which Shards::add just made. Called on the thread that adds
+  /// shards, before any statement for it can be submitted.
+  void add(std::size_t slot);
   ~Batcher();
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
 
-  /// Runs `statement` with text `params` on shard `shard`, answering by `deadline` at the latest.
-  /// `params[key]` orders the statement within its pipeline. Fails at once when the shard is down
-  /// or its queue is full. Any thread; the caller resumes on its own executor.
-  boost::asio::awaitable<StoreResult<Rows>> run(std::size_t shard, Statement statement,
+  /// Runs `statement` with text `params` on shard `shard`, which the ring of version
+  /// `ring_version` names for its key, answering by `deadline` at the latest. `params[key]`
+  /// orders the statement within its pipeline. Fails at once when the shard is down or its queue
+  /// is full. Any thread; the caller resumes on its own executor.
+  boost::asio::awaitable<StoreResult<Rows>> run(std::size_t shard, std::uint64_t ring_version,
+                                                Statement statement,
                                                 std::vector<std::string> params, Deadline deadline,
                                                 std::size_t key = 0);
 
   /// The value stored under `key` on shard `shard` (Limits::lookup): no rows when there is none,
   /// else one row. All lookups in a batch go to the server as one statement with an array of their
   /// keys, so a read costs PostgreSQL one index probe, not a statement of its own.
-  boost::asio::awaitable<StoreResult<Rows>> lookup(std::size_t shard, std::string key,
-                                                   Deadline deadline);
+  boost::asio::awaitable<StoreResult<Rows>> lookup(std::size_t shard, std::uint64_t ring_version,
+                                                   std::string key, Deadline deadline);
 
   [[nodiscard]] const Shards& shards() const noexcept { return shards_; }
 

@@ -31,13 +31,14 @@ std::string heartbeat_channel() {
 
 struct ChangeFeed::State : std::enable_shared_from_this<ChangeFeed::State> {
   State(asio::any_io_executor ex, std::size_t i, std::string n, std::string info,
-        const CacheGroup& c, FeedTiming t)
+        const CacheGroup& c, FeedTiming t, std::function<void()> topology)
       : home(std::move(ex)),
         shard(i),
         name(std::move(n)),
         conninfo(std::move(info)),
         caches(c),
         timing(t),
+        on_topology(std::move(topology)),
         channel(heartbeat_channel()) {}
 
   asio::any_io_executor home;
@@ -46,6 +47,7 @@ struct ChangeFeed::State : std::enable_shared_from_this<ChangeFeed::State> {
   std::string conninfo;
   const CacheGroup& caches;
   FeedTiming timing;
+  std::function<void()> on_topology;
   std::string channel;
   std::atomic<bool> closed{false};
   std::atomic<bool> echoing{false};
@@ -101,7 +103,8 @@ struct ChangeFeed::State : std::enable_shared_from_this<ChangeFeed::State> {
       // The heartbeat's commit needs no flush to disk: it only orders notifications.
       const std::string setup = "SET synchronous_commit TO off; SET application_name TO "
                                 "'shardurl change feed'; LISTEN " +
-                                std::string(links_channel) + "; LISTEN " + channel;
+                                std::string(links_channel) + "; LISTEN " +
+                                std::string(topology_channel) + "; LISTEN " + channel;
       if (auto ran = co_await conn->execute_script(setup, Clock::now() + timing.query); !ran) {
         report(Reported::down, ran.error().describe());
         co_await sleep(timing.retry);
@@ -121,6 +124,8 @@ struct ChangeFeed::State : std::enable_shared_from_this<ChangeFeed::State> {
     for (const auto& note : notes) {
       if (note.channel == links_channel) {
         caches.post_evict(note.payload);
+      } else if (note.channel == topology_channel) {
+        if (on_topology) on_topology();
       } else if (note.channel == channel && note.payload == beat) {
         echoed = true;
       }
@@ -171,9 +176,10 @@ struct ChangeFeed::State : std::enable_shared_from_this<ChangeFeed::State> {
 };
 
 ChangeFeed::ChangeFeed(asio::any_io_executor home, std::size_t shard, std::string name,
-                       std::string conninfo, const CacheGroup& caches, FeedTiming timing)
+                       std::string conninfo, const CacheGroup& caches, FeedTiming timing,
+                       std::function<void()> on_topology)
     : state_(std::make_shared<State>(std::move(home), shard, std::move(name), std::move(conninfo),
-                                     caches, timing)) {}
+                                     caches, timing, std::move(on_topology))) {}
 
 ChangeFeed::~ChangeFeed() {
   close();

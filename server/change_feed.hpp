@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,13 +47,17 @@ struct FeedTiming {
 
 /// The channel every change to a link is announced on; its payload is the link's id.
 inline constexpr std::string_view links_channel = "shardurl_links";
+/// The channel a reshard announces a newer ring on (docs/resharding.md); its payload is the version.
+inline constexpr std::string_view topology_channel = "shardurl_topology";
 
 class ChangeFeed {
  public:
   /// Follows shard `shard` (named `name`) through `conninfo` on `home`, reporting to `caches`,
-  /// which must outlive the feed's loop.
+  /// which must outlive the feed's loop; `on_topology` runs (on `home`) when the shard announces
+  /// a newer ring.
   ChangeFeed(boost::asio::any_io_executor home, std::size_t shard, std::string name,
-             std::string conninfo, const CacheGroup& caches, FeedTiming timing = {});
+             std::string conninfo, const CacheGroup& caches, FeedTiming timing = {},
+             std::function<void()> on_topology = {});
   ~ChangeFeed();
   ChangeFeed(const ChangeFeed&) = delete;
   ChangeFeed& operator=(const ChangeFeed&) = delete;

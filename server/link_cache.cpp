@@ -83,6 +83,11 @@ void LinkCache::reset_shard(std::size_t shard) {
   shards_[shard].fresh_until = {};
 }
 
+void LinkCache::reset_all() {
+  ++generation_;
+  for (auto& shard : shards_) ++shard.epoch;
+}
+
 void CacheGroup::add(boost::asio::any_io_executor executor, LinkCache& cache) {
   members_.push_back(Member{std::move(executor), &cache});
 }

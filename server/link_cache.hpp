@@ -74,6 +74,10 @@ class LinkCache {
   /// The feed of `shard` (re)connected or was lost: no entry of it filled before now is served.
   void reset_shard(std::size_t shard);
 
+  /// The ring changed: no entry filled before now is served (a link's changes are announced by
+  /// the shard that owns it, which may be another one now).
+  void reset_all();
+
   [[nodiscard]] std::size_t size() const noexcept { return index_.size(); }
   [[nodiscard]] bool enabled() const noexcept { return capacity_ > 0; }
 
@@ -124,6 +128,9 @@ class CacheGroup {
   void post_evict(const std::string& id) const;
   void post_fresh_until(std::size_t shard, LinkCache::Clock::time_point until) const;
   void post_reset_shard(std::size_t shard) const;
+
+  /// LinkCache::reset_all on worker `i`'s cache; call it on that worker's thread.
+  void reset_worker(std::size_t i) const { members_[i].cache->reset_all(); }
 
   [[nodiscard]] bool enabled() const noexcept {
     return !members_.empty() && members_.front().cache->enabled();

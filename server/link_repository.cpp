@@ -51,17 +51,22 @@ WITH revived AS (
 SELECT 'restored' FROM revived
  CROSS JOIN LATERAL (SELECT pg_notify('shardurl_links', revived.url_id)) n)";
 
-constexpr std::string_view durable_sql = "SELECT set_config('synchronous_commit', 'on', true)";
+// initdb/003_topology.sql: durability for the batch, and SU001 when the shard serves a newer ring.
+constexpr std::string_view head_sql = "SELECT shardurl_batch($1::bigint)";
 
 // Named for the session script's PREPAREs; sent unnamed when a shard keeps no session state.
-constexpr Statement insert_statement{"shardurl_insert", insert_sql, true};
-constexpr Statement select_statement{"shardurl_select", select_sql, false};
-constexpr Statement delete_statement{"shardurl_delete", delete_sql, true};
-constexpr Statement restore_statement{"shardurl_restore", restore_sql, true};
-constexpr Statement durable_statement_{"shardurl_durable", durable_sql, false};
+constexpr Statement insert_statement{"shardurl_insert", insert_sql};
+constexpr Statement select_statement{"shardurl_select", select_sql};
+constexpr Statement delete_statement{"shardurl_delete", delete_sql};
+constexpr Statement restore_statement{"shardurl_restore", restore_sql};
+constexpr Statement head_statement_{"shardurl_head", head_sql};
 
 constexpr std::array<Statement, 5> all_statements = {
-    insert_statement, select_statement, delete_statement, restore_statement, durable_statement_};
+    insert_statement, select_statement, delete_statement, restore_statement, head_statement_};
+
+// How long a write to a moving link waits before asking again, when no newer ring came meanwhile
+// (a reshard whose cutover lapsed lets writes through again on the old ring).
+constexpr std::chrono::milliseconds moving_retry{50};
 
 constexpr int snapshot_retries = 3;
 
@@ -71,8 +76,8 @@ Statement LinkRepository::lookup_statement() {
   return select_statement;
 }
 
-Statement LinkRepository::durable_statement() {
-  return durable_statement_;
+Statement LinkRepository::head_statement() {
+  return head_statement_;
 }
 
 std::string LinkRepository::session_script() {
@@ -88,34 +93,66 @@ std::string LinkRepository::session_script() {
   return script;
 }
 
-asio::awaitable<StoreResult<std::optional<StoredLink>>> LinkRepository::find(std::string id,
-                                                                            Deadline deadline) {
-  const std::size_t shard = ring_.owner_of(id);
-  co_return co_await find_on(shard, std::move(id), deadline);
+asio::awaitable<StoreResult<Rows>> LinkRepository::routed(const std::string& id,
+                                                         Statement statement,
+                                                         const std::vector<std::string>& params,
+                                                         std::size_t key, Deadline deadline,
+                                                         std::size_t* shard) {
+  for (;;) {
+    const std::shared_ptr<const Topology> ring = ring_.current();
+    const std::size_t owner = ring->owner_of(id);
+    if (shard != nullptr) *shard = owner;
+    StoreResult<Rows> rows = StoreError{};
+    if (statement.sql.empty()) {
+      rows = co_await batcher_.lookup(owner, ring->version(), id, deadline);
+    } else {
+      rows = co_await batcher_.run(owner, ring->version(), statement, params, deadline, key);
+    }
+    if (rows) co_return rows;
+    const auto kind = rows.error().kind;
+    if (kind == StoreError::Kind::stale) {
+      // The shard moved on to a newer ring: route again by it.
+      if (co_await ring_.newer_than(ring->version(), owner, deadline)) continue;
+    } else if (kind == StoreError::Kind::moving) {
+      // A reshard's cutover: the newer ring comes within a second; ask again shortly either way.
+      const auto now = std::chrono::steady_clock::now();
+      if (now < deadline) {
+        co_await ring_.newer_than(ring->version(), owner, std::min(deadline, now + moving_retry));
+        continue;
+      }
+    }
+    if (kind == StoreError::Kind::stale || kind == StoreError::Kind::moving) {
+      co_return StoreError{StoreError::Kind::shard_timeout, rows.error().shard,
+                           rows.error().detail + " (the request's deadline passed while waiting "
+                                                 "for the newer ring)"};
+    }
+    co_return rows;
+  }
 }
 
-asio::awaitable<StoreResult<std::optional<StoredLink>>> LinkRepository::find_on(
-    std::size_t shard, std::string id, Deadline deadline) {
-  auto rows = co_await batcher_.lookup(shard, id, deadline);
+asio::awaitable<StoreResult<std::optional<StoredLink>>> LinkRepository::find(std::string id,
+                                                                            Deadline deadline) {
+  std::size_t shard = 0;
+  auto rows = co_await routed(id, Statement{}, {}, 0, deadline, &shard);
   if (!rows) co_return rows.error();
   if (rows->rows() == 0) co_return std::optional<StoredLink>{};
-  co_return std::optional<StoredLink>{StoredLink{std::string(rows->get(0, 0)), rows->get(0, 1) == "t"}};
+  co_return std::optional<StoredLink>{
+      StoredLink{std::string(rows->get(0, 0)), rows->get(0, 1) == "t", shard}};
 }
 
 asio::awaitable<StoreResult<Claim>> LinkRepository::insert(const std::string& url,
                                                            const std::string& id,
                                                            Deadline deadline) {
-  const std::size_t owner = ring_.owner_of(id);
+  const std::vector<std::string> params{url, id};
   for (int attempt = 0; attempt < snapshot_retries; ++attempt) {
-    std::vector<std::string> params{url, id};
-    auto rows = co_await batcher_.run(owner, insert_statement, std::move(params), deadline, 1);
+    auto rows = co_await routed(id, insert_statement, params, 1, deadline);
     if (!rows) co_return rows.error();
     if (rows->rows() == 0) continue;  // the id's owner committed after our snapshot: look again
     if (rows->get(0, 1) == "t") co_return Claim::created;
     if (rows->get(0, 2) == "t") co_return Claim::deleted;
     co_return rows->get(0, 0) == url ? Claim::existing : Claim::taken;
   }
-  co_return StoreError{StoreError::Kind::internal, batcher_.shards().name(owner),
+  co_return StoreError{StoreError::Kind::internal, batcher_.shards().name(owner_of(id)),
                        "id " + id + " keeps changing"};
 }
 
@@ -127,7 +164,7 @@ asio::awaitable<StoreResult<CreatedLink>> LinkRepository::create(std::string url
   // yet (just after start) is asked too, but its failing to answer does not fail the create, and
   // once it is known down it is not asked: a shard that never answered costs no other shard's keys.
   std::string legacy = tutorial_id(url);
-  const std::size_t legacy_owner = ring_.owner_of(legacy);
+  const std::size_t legacy_owner = owner_of(legacy);
   const Shards& shards = batcher_.shards();
   const TutorialIds legacy_rows = shards.tutorial_ids(legacy_owner);
   if (legacy_rows == TutorialIds::present ||
@@ -160,23 +197,22 @@ asio::awaitable<StoreResult<Claim>> LinkRepository::claim(std::string url, std::
 
 asio::awaitable<StoreResult<Claim>> LinkRepository::restore(std::string url, std::string id,
                                                             Deadline deadline) {
-  const std::size_t owner = ring_.owner_of(id);
-  std::vector<std::string> params{url, id};
-  auto rows = co_await batcher_.run(owner, restore_statement, std::move(params), deadline, 1);
+  const std::vector<std::string> params{url, id};
+  auto rows = co_await routed(id, restore_statement, params, 1, deadline);
   if (!rows) co_return rows.error();
   if (rows->rows() == 1) co_return Claim::created;
   // Not a tombstone (any more): whatever the id holds now decides, as for any claim.
   auto claimed = co_await insert(url, id, deadline);
   if (claimed && *claimed == Claim::deleted) {
-    co_return StoreError{StoreError::Kind::internal, batcher_.shards().name(owner),
+    co_return StoreError{StoreError::Kind::internal, batcher_.shards().name(owner_of(id)),
                          "id " + id + " keeps changing"};
   }
   co_return claimed;
 }
 
 asio::awaitable<StoreResult<Removal>> LinkRepository::remove(std::string id, Deadline deadline) {
-  std::vector<std::string> params{id};
-  auto done = co_await batcher_.run(ring_.owner_of(id), delete_statement, std::move(params), deadline);
+  const std::vector<std::string> params{id};
+  auto done = co_await routed(id, delete_statement, params, 0, deadline);
   if (!done) co_return done.error();
   if (done->rows() == 0) co_return Removal::not_found;
   co_return done->get(0, 0) == "deleted" ? Removal::deleted : Removal::already_deleted;

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "batcher.hpp"
-#include "ring/ring.hpp"
+#include "cluster.hpp"
 #include "shards.hpp"
 
 namespace shardurl {
@@ -23,10 +23,11 @@ struct Link {
   std::string url;
 };
 
-/// A row as read: its URL and whether it is a tombstone.
+/// A row as read: its URL, whether it is a tombstone, and the shard (slot) it was read on.
 struct StoredLink {
   std::string url;
   bool deleted = false;
+  std::size_t shard = 0;
 };
 
 struct CreatedLink {
@@ -57,19 +58,18 @@ class LinkRepository {
 
   /// The statement the Batcher combines lookups into (see Batcher::Limits::lookup).
   static Statement lookup_statement();
-  /// The statement that makes a writing batch's commit durable (Batcher::Limits::durable).
-  static Statement durable_statement();
+  /// The statement that opens every batch (Batcher::Limits::head): durability and the ring check.
+  static Statement head_statement();
 
-  /// `ring` and `batcher` must outlive the repository; shards are in ring order.
-  LinkRepository(const ring::Ring& ring, Batcher& batcher) : ring_(ring), batcher_(batcher) {}
+  /// One worker's repository: routes by `ring` (that worker's), sends through `batcher`. Both
+  /// must outlive it. Every operation follows the ring as it changes: a statement that a shard
+  /// refuses because it serves a newer ring, or because its link is moving right now, is routed
+  /// again once this worker serves the newer ring, within the request's deadline.
+  LinkRepository(RingFollower& ring, Batcher& batcher) : ring_(ring), batcher_(batcher) {}
 
   /// The row stored under `id`, or std::nullopt when there is none (an expected miss).
   boost::asio::awaitable<StoreResult<std::optional<StoredLink>>> find(std::string id,
                                                                      Deadline deadline);
-  /// find() on `shard`, which the caller already knows is owner_of(id).
-  boost::asio::awaitable<StoreResult<std::optional<StoredLink>>> find_on(std::size_t shard,
-                                                                        std::string id,
-                                                                        Deadline deadline);
 
   /// The link of `url`: the tutorial's own id for it when the tutorial stored it (live), else the
   /// first prefix of its digest (7 characters first) that is free or holds `url` live; a prefix
@@ -90,17 +90,28 @@ class LinkRepository {
   /// Deletes the link stored under `id`, keeping a tombstone.
   boost::asio::awaitable<StoreResult<Removal>> remove(std::string id, Deadline deadline);
 
-  [[nodiscard]] const ring::Ring& ring() const noexcept { return ring_; }
+  /// The shard (slot) that owns `id` in the ring this worker serves now.
   [[nodiscard]] std::size_t owner_of(std::string_view id) const noexcept {
-    return ring_.owner_of(id);
+    return ring_.current()->owner_of(id);
+  }
+  /// The ring node (uhashring's node) that owns `id` now, for the JSON `server` field.
+  [[nodiscard]] const ring::Node& node_of(std::string_view id) const noexcept {
+    return ring_.current()->node_of(id);
   }
 
  private:
   /// One INSERT ... ON CONFLICT for `id` on the shard that owns it.
   boost::asio::awaitable<StoreResult<Claim>> insert(const std::string& url, const std::string& id,
                                                     Deadline deadline);
+  /// `statement` with `params` for the link `id`, on the shard that owns it, following the ring
+  /// as it changes (see the constructor). `key` as in Batcher::run; lookups have an empty
+  /// statement.
+  boost::asio::awaitable<StoreResult<Rows>> routed(const std::string& id, Statement statement,
+                                                   const std::vector<std::string>& params,
+                                                   std::size_t key, Deadline deadline,
+                                                   std::size_t* shard = nullptr);
 
-  const ring::Ring& ring_;
+  RingFollower& ring_;
   Batcher& batcher_;
 };
 

@@ -9,6 +9,7 @@
 #include "link_repository.hpp"
 #include "openapi.hpp"
 #include "request_target.hpp"
+#include "cluster.hpp"
 #include "shards.hpp"
 #include "validation.hpp"
 
@@ -137,11 +138,13 @@ std::string server_json(const ring::Node& node) {
 }
 
 Routes::Routes(LinkRepository& links, LinkCache& cache, const CacheGroup& caches,
-               const Shards& shards, RouteSettings settings, ApiKeys keys)
+               const Cluster& cluster, const RingFollower& follower, RouteSettings settings,
+               ApiKeys keys)
     : links_(links),
       cache_(cache),
       caches_(caches),
-      shards_(shards),
+      cluster_(cluster),
+      follower_(follower),
       settings_(settings),
       keys_(std::move(keys)) {}
 
@@ -193,21 +196,26 @@ asio::awaitable<Response> Routes::handle(const Request& request) {
   return answered(error_response(404, "Not Found"));
 }
 
-// Readiness: every shard's state; 200 only when none is down.
+// Readiness: every shard of the ring this worker serves, its version, and a reshard in progress;
+// 200 only when no shard is down.
 Response Routes::ready() const {
   json::object states;
   std::string down;
   const auto now = std::chrono::steady_clock::now();
-  for (std::size_t i = 0; i < shards_.size(); ++i) {
-    const ShardStatus status = shards_.status(i);
+  const Shards& shards = cluster_.shards();
+  const auto ring = follower_.current();
+  for (const auto& shard : ring->shards()) {
+    const auto slot = shards.slot_of(shard.name);
+    if (!slot) continue;
+    const ShardStatus status = shards.status(*slot);
     json::object entry{{"state", to_string(status.state)}};
     if (status.state == ShardState::down) {
       entry["error"] = status.error;
       entry["down_for_ms"] =
           std::chrono::duration_cast<std::chrono::milliseconds>(now - status.since).count();
-      down += (down.empty() ? "" : ", ") + shards_.name(i);
+      down += (down.empty() ? "" : ", ") + shard.name;
     }
-    states[shards_.name(i)] = std::move(entry);
+    states[shard.name] = std::move(entry);
   }
   json::object body;
   if (down.empty()) {
@@ -216,6 +224,13 @@ Response Routes::ready() const {
     body["detail"] = "shards not ready: " + down;
   }
   body["shards"] = std::move(states);
+  body["ring"] = json::object{{"version", ring->version()}};
+  const auto status = cluster_.status();
+  if (!status.move.empty()) {
+    boost::system::error_code ec;
+    auto move = json::parse(status.move, ec);
+    if (!ec) body["move"] = std::move(move);
+  }
   return json_answer(down.empty() ? 200u : 503u, json::serialize(body));
 }
 
@@ -301,9 +316,10 @@ asio::awaitable<Response> Routes::create_from_json(std::string_view body,
 asio::awaitable<StoreResult<std::optional<StoredLink>>> Routes::lookup(const std::string& id) {
   const std::size_t shard = links_.owner_of(id);
   const auto ticket = cache_.ticket(shard);
-  auto found = co_await links_.find_on(shard, id, deadline());
+  auto found = co_await links_.find(id, deadline());
   if (!found) co_return found.error();
-  if (*found && !(*found)->deleted && cache_.enabled()) {
+  // Read where the ticket's shard is (the ring did not change meanwhile), live: cached.
+  if (*found && !(*found)->deleted && (*found)->shard == shard && cache_.enabled()) {
     // The Location a redirect sends is worked out once, when the link is cached.
     const std::string& url = (*found)->url;
     cache_.put(id, url, may_redirect_to(url) ? location_value(url) : std::string(), shard, ticket,
@@ -313,7 +329,7 @@ asio::awaitable<StoreResult<std::optional<StoredLink>>> Routes::lookup(const std
 }
 
 Response Routes::link_answer(unsigned status, std::string_view id, std::string_view url) const {
-  return json_answer(status, link_json(id, url, links_.ring().node_of(id)));
+  return json_answer(status, link_json(id, url, links_.node_of(id)));
 }
 
 Response Routes::redirect_to(std::string_view id, std::string_view location) const {

@@ -20,8 +20,10 @@
 namespace shardurl {
 
 class CacheGroup;
+class Cluster;
 class LinkCache;
 class LinkRepository;
+class RingFollower;
 class Shards;
 struct StoredLink;
 
@@ -66,9 +68,10 @@ struct RouteInfo {
 
 class Routes {
  public:
-  /// `cache` is this worker's; `caches` holds every worker's, for deletes.
-  Routes(LinkRepository& links, LinkCache& cache, const CacheGroup& caches, const Shards& shards,
-         RouteSettings settings, ApiKeys keys);
+  /// `links`, `cache` and `follower` are this worker's; `caches` holds every worker's, for
+  /// deletes; `cluster` tells /readyz every shard's state.
+  Routes(LinkRepository& links, LinkCache& cache, const CacheGroup& caches, const Cluster& cluster,
+         const RingFollower& follower, RouteSettings settings, ApiKeys keys);
 
   /// Never throws for anything a client can send: every failure is a response. HEAD is answered
   /// as GET; the server drops the body.
@@ -99,7 +102,8 @@ class Routes {
   LinkRepository& links_;
   LinkCache& cache_;
   const CacheGroup& caches_;
-  const Shards& shards_;
+  const Cluster& cluster_;
+  const RingFollower& follower_;
   RouteSettings settings_;
   ApiKeys keys_;
 };

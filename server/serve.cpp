@@ -11,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
@@ -22,8 +23,7 @@
 #include <thread>
 #include <vector>
 
-#include "batcher.hpp"
-#include "change_feed.hpp"
+#include "cluster.hpp"
 #include "http_server.hpp"
 #include "link_cache.hpp"
 #include "link_repository.hpp"
@@ -51,18 +51,21 @@ std::size_t raise_open_file_limit() {
 }
 
 // What one event loop owns besides its shards (see Shards: shard i's pool, queue and feed live on
-// worker i mod n): its cache and its routes. Nothing in here is touched from another thread except
-// through CacheGroup, which posts.
+// worker i mod n): its cache, its ring (the Cluster's follower), its repository and its routes.
+// Nothing in here is touched from another thread except through CacheGroup and Cluster, which
+// post.
 struct Worker {
-  Worker(const Config& config, std::size_t shard_count, LinkRepository& links,
-         const CacheGroup& caches, const Shards& shards, const std::vector<std::string>& keys)
-      : cache(config.cache.entries, std::chrono::seconds(config.cache.ttl_s), shard_count),
-        routes(links, cache, caches, shards,
+  Worker(const Config& config, Cluster& cluster, std::size_t index, const CacheGroup& caches,
+         const std::vector<std::string>& keys)
+      : cache(config.cache.entries, std::chrono::seconds(config.cache.ttl_s), Shards::capacity),
+        links(cluster.follower(index), cluster.batcher()),
+        routes(links, cache, caches, cluster, cluster.follower(index),
                RouteSettings{config.redirect_status, config.max_url_length,
                              std::chrono::milliseconds(config.timeouts.request_ms)},
                ApiKeys(keys)) {}
 
   LinkCache cache;
+  LinkRepository links;
   Routes routes;
 };
 
@@ -83,11 +86,11 @@ asio::awaitable<void> drain_and_stop(HttpServer& server, const std::function<voi
   stop_all();
 }
 
-// The listen target of each shard's change feed, or empty when it has none.
-std::string feed_conninfo(const ShardConfig& shard) {
-  if (!shard.listen_conninfo.empty()) return shard.listen_conninfo;
-  if (shard.pool_mode == PoolMode::transaction) return {};
-  return shard.conninfo;
+// This server's name in the shards' pg_stat_activity: host and process.
+std::string instance_name() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  return std::string(host) + ":" + std::to_string(getpid());
 }
 
 }  // namespace
@@ -99,12 +102,11 @@ int serve(const Config& config) {
                         "missing: serving needs a libpq connection string for every shard");
     }
   }
-  const ring::Ring ring = make_ring(config);
   std::vector<std::string> keys = config.api_keys;
   if (const char* env = std::getenv("SHARDURL_API_KEYS")) {
     for (auto& key : ApiKeys::parse_list(env)) keys.push_back(std::move(key));
   }
-  if (keys.empty()) log::warning("no API keys configured: every DELETE answers 403");
+  if (keys.empty()) log::warning("no API keys configured: every DELETE answers 401 or 403");
 
   const unsigned count =
       config.workers != 0 ? config.workers : std::max(1u, std::thread::hardware_concurrency());
@@ -118,38 +120,14 @@ int serve(const Config& config) {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   for (auto& loop : loops) guards.push_back(asio::make_work_guard(*loop));
 
-  Shards shards(homes, config, ring, LinkRepository::session_script());
-  Batcher batcher(shards, Batcher::Limits{config.pool.max_batch, config.pool.max_waiters,
-                                          config.pool.size, LinkRepository::lookup_statement(),
-                                          LinkRepository::durable_statement()});
-  LinkRepository links(ring, batcher);
   CacheGroup caches;
+  Cluster cluster(config, homes, instance_name(), caches);
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<HttpWorker> http_workers;
   for (unsigned i = 0; i < count; ++i) {
-    workers.push_back(
-        std::make_unique<Worker>(config, shards.size(), links, caches, shards, keys));
+    workers.push_back(std::make_unique<Worker>(config, cluster, i, caches, keys));
     caches.add(homes[i], workers.back()->cache);
     http_workers.push_back(HttpWorker{loops[i].get(), &workers.back()->routes});
-  }
-  // One change feed per shard, on its home, while there is a cache to keep current.
-  std::vector<std::unique_ptr<ChangeFeed>> feeds;
-  if (config.cache.entries > 0) {
-    const FeedTiming timing{std::chrono::milliseconds(200), std::chrono::milliseconds(900),
-                            std::chrono::milliseconds(config.timeouts.connect_ms),
-                            std::chrono::milliseconds(config.timeouts.query_ms),
-                            std::chrono::milliseconds(config.health.interval_down_ms)};
-    for (std::size_t i = 0; i < shards.size(); ++i) {
-      const std::string target = feed_conninfo(shards.config(i));
-      if (target.empty()) {
-        log::warning("shard " + shards.name(i) +
-                     ": pool_mode is transaction and no listen_conninfo is set, so no change "
-                     "notifications: its links are never served from the cache");
-        continue;
-      }
-      feeds.push_back(std::make_unique<ChangeFeed>(shards.home(i), i, shards.name(i), target,
-                                                   caches, timing));
-    }
   }
 
   HttpLimits limits;
@@ -169,13 +147,11 @@ int serve(const Config& config) {
     return 1;
   }
   server->start();
-  shards.start();
-  for (auto& feed : feeds) feed->start();
+  cluster.start();
 
   // Everything stops on its own thread: pools, probes and feeds, then the loops.
   const std::function<void()> stop_all = [&] {
-    for (auto& feed : feeds) feed->close();
-    shards.close();
+    cluster.close();
     for (auto& loop : loops) asio::post(*loop, [&l = *loop] { l.stop(); });
   };
   asio::io_context& main_io = *loops.front();

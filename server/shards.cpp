@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <charconv>
 #include <optional>
+#include <stdexcept>
 
 #include "log.hpp"
 #include "pgasync/connection.hpp"
@@ -22,15 +23,25 @@ using std::chrono::milliseconds;
 
 namespace {
 
-// The schema this shardurl needs (initdb/ keeps it in shardurl_meta): 2 is tombstones and the
-// tutorial-id count of initdb/002_link_states.sql.
-constexpr int required_schema_version = 2;
+// The schema this shardurl needs (initdb/ keeps it in shardurl_meta): 3 is the ring version and
+// the batch and fence functions of initdb/003_topology.sql.
+constexpr int required_schema_version = 3;
 
-// The probe: is the server up, does it hold the schema this build needs, and did the tutorial
-// leave rows under its derived ids? One round trip.
+// The probe: is the server up, does it hold the schema this build needs, did the tutorial leave
+// rows under its derived ids, and which ring does it serve (and is a reshard moving links)? One
+// round trip; its first statement names this instance and its ring for pg_stat_activity.
 constexpr std::string_view probe_sql =
     "SELECT (SELECT value FROM shardurl_meta WHERE key = 'schema_version'), "
-    "(SELECT value FROM shardurl_meta WHERE key = 'tutorial_ids')";
+    "(SELECT value FROM shardurl_meta WHERE key = 'tutorial_ids'), "
+    "(SELECT value FROM shardurl_meta WHERE key = 'ring_version'), "
+    "(SELECT value FROM shardurl_meta WHERE key = 'topology'), "
+    "(SELECT value FROM shardurl_meta WHERE key = 'move')";
+
+std::uint64_t to_version(std::string_view text) {
+  std::uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return ec == std::errc{} && end == text.data() + text.size() ? value : 0;
+}
 
 int to_int(std::string_view text) {
   int value = 0;
@@ -73,46 +84,72 @@ void throw_exception_from_error(const StoreError& e, const boost::source_locatio
 }
 
 Shards::Shards(std::vector<asio::any_io_executor> homes, const Config& config,
-               const ring::Ring& ring, std::string session_script)
-    : timeouts_(config.timeouts) {
-  pgasync::PoolConfig pool;
-  pool.max_size = config.pool.size;
-  // Only the shard's drain loops acquire, never more of them than sessions: nobody waits here.
-  pool.max_waiters = config.pool.size;
-  pool.connect_timeout = milliseconds(timeouts_.connect_ms);
-  pool.session_script = std::move(session_script);
-  const HealthPolicy policy{milliseconds(config.health.interval_up_ms),
-                            milliseconds(config.health.interval_down_ms)};
-  for (const auto& node : ring.nodes()) {
-    const auto it = std::find_if(config.shards.begin(), config.shards.end(),
-                                 [&](const ShardConfig& s) { return s.name == node.name; });
-    pgasync::PoolConfig own = pool;
-    if (it->pool_mode == PoolMode::transaction) own.session_script.clear();
-    const auto& home = homes[shards_.size() % homes.size()];
-    shards_.push_back(std::make_unique<Shard>(home, *it, std::move(own), policy));
-  }
+               std::string session_script, std::string instance, MetaListener on_meta)
+    : homes_(std::move(homes)),
+      timeouts_(config.timeouts),
+      policy_{milliseconds(config.health.interval_up_ms),
+              milliseconds(config.health.interval_down_ms)},
+      session_script_(std::move(session_script)),
+      pool_size_(config.pool.size),
+      instance_(std::move(instance)),
+      on_meta_(std::move(on_meta)) {
+  for (const auto& shard : config.shards) add(shard);
 }
 
 Shards::~Shards() = default;
 
+std::size_t Shards::add(const ShardConfig& config) {
+  const std::size_t slot = count_.load(std::memory_order_relaxed);
+  if (slot == capacity) {
+    throw std::length_error("more than " + std::to_string(capacity) + " shards");
+  }
+  pgasync::PoolConfig pool;
+  pool.max_size = pool_size_;
+  // Only the shard's drain loops acquire, never more of them than sessions: nobody waits here.
+  pool.max_waiters = pool_size_;
+  pool.connect_timeout = milliseconds(timeouts_.connect_ms);
+  if (config.pool_mode == PoolMode::session) pool.session_script = session_script_;
+  shards_[slot] =
+      std::make_unique<Shard>(homes_[slot % homes_.size()], config, std::move(pool), policy_);
+  count_.store(slot + 1, std::memory_order_release);
+  if (started_) asio::co_spawn(shards_[slot]->home, probe_loop(slot), asio::detached);
+  return slot;
+}
+
+std::optional<std::size_t> Shards::slot_of(std::string_view name) const {
+  for (std::size_t i = 0; i < size(); ++i) {
+    if (shards_[i]->config.name == name) return i;
+  }
+  return std::nullopt;
+}
+
 void Shards::start() {
-  for (std::size_t i = 0; i < shards_.size(); ++i) {
+  started_ = true;
+  for (std::size_t i = 0; i < size(); ++i) {
     asio::co_spawn(shards_[i]->home, probe_loop(i), asio::detached);
   }
 }
 
 void Shards::close() {
   closed_ = true;
-  for (auto& shard : shards_) {
-    asio::post(shard->home, [s = shard.get()] {
+  for (std::size_t i = 0; i < size(); ++i) {
+    asio::post(shards_[i]->home, [s = shards_[i].get()] {
       s->pool.close();
       s->wake.cancel();
     });
   }
 }
 
+void Shards::probe_now(std::size_t i) {
+  asio::post(shards_[i]->home, [s = shards_[i].get()] { s->wake.cancel(); });
+}
+
+void Shards::set_ring_version(std::uint64_t version) noexcept {
+  ring_version_.store(version, std::memory_order_relaxed);
+}
+
 std::size_t Shards::size() const noexcept {
-  return shards_.size();
+  return count_.load(std::memory_order_acquire);
 }
 const std::string& Shards::name(std::size_t i) const noexcept {
   return shards_[i]->config.name;
@@ -187,6 +224,14 @@ StoreError Shards::failed(std::size_t i, const pgasync::Error& error) {
   using pgasync::Errc;
   Shard& shard = *shards_[i];
   StoreError out{StoreError::Kind::internal, shard.config.name, error.describe()};
+  if (pgasync::has_sqlstate(error, "SU001")) {
+    out.kind = StoreError::Kind::stale;  // a newer ring: the caller routes again
+    return out;
+  }
+  if (pgasync::has_sqlstate(error, "SU002")) {
+    out.kind = StoreError::Kind::moving;  // a reshard's cutover: the caller asks again shortly
+    return out;
+  }
   if (error.code == Errc::timeout) {
     out.kind = StoreError::Kind::shard_timeout;  // the pipeline's own deadline: hung
   } else if (pgasync::is_server_unavailable(error)) {
@@ -228,9 +273,11 @@ void Shards::publish(std::size_t i) {
 asio::awaitable<void> Shards::probe_loop(std::size_t i) {
   Shard& shard = *shards_[i];
   std::optional<pgasync::Connection> conn;
+  std::string labelled;  // the application_name the connection carries
   while (!closed_) {
     if (!conn || conn->is_broken()) {
       conn.reset();
+      labelled.clear();
       auto opened = co_await pgasync::Connection::connect(
           shard.home, shard.config.conninfo, Clock::now() + milliseconds(timeouts_.connect_ms));
       if (opened) {
@@ -240,6 +287,16 @@ asio::awaitable<void> Shards::probe_loop(std::size_t i) {
       }
     }
     if (conn) {
+      const std::string label =
+          "shardurl " + instance_ + " ring " + std::to_string(ring_version_.load());
+      if (label != labelled) {
+        if (auto set = co_await conn->query("SELECT set_config('application_name', $1, false)",
+                                            pgasync::params(label), query_deadline())) {
+          labelled = label;
+        }
+      }
+    }
+    if (conn && !conn->is_broken()) {
       auto answer = co_await conn->query(probe_sql, {}, query_deadline());
       if (closed_) break;
       if (!answer) {
@@ -261,6 +318,10 @@ asio::awaitable<void> Shards::probe_loop(std::size_t i) {
             to_int(answer->get(0, 1)) == 0 ? TutorialIds::absent : TutorialIds::present,
             std::memory_order_relaxed);
         shard.health.probe_succeeded(Clock::now());
+        if (on_meta_) {
+          on_meta_(i, ShardMeta{to_version(answer->get(0, 2)), std::string(answer->get(0, 3)),
+                                std::string(answer->get(0, 4))});
+        }
       }
     }
     publish(i);

@@ -15,7 +15,10 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/system/result.hpp>
 
+#include <array>
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -41,6 +44,8 @@ struct StoreError {
     shard_overloaded,   // its wait queue is full: 503 at once (load shedding)
     shard_timeout,      // the request's deadline passed, or the shard hung: 504
     internal,           // the shard refused this statement with an error shardurl does not expect: 500
+    stale,              // the shard serves a newer ring than the statement was routed by (SU001)
+    moving,             // the link is moving to another shard right now (SU002): ask again shortly
   } kind = Kind::internal;
   std::string shard;   // the shard's name, for the client and the log
   std::string detail;  // for the log only: it can hold server internals (SQLSTATE and message)
@@ -70,20 +75,49 @@ struct ShardStatus {
   std::chrono::steady_clock::time_point since{};
 };
 
+/// What a shard's probe last read of the cluster metadata it keeps (shardurl_meta).
+struct ShardMeta {
+  std::uint64_t ring_version = 0;
+  std::string topology;  // the ring of ring_version (Topology::to_json), empty for version 0
+  std::string move;      // a reshard in progress (docs/resharding.md), empty when none
+};
+
 class Shards {
  public:
-  /// One shard per ring node, in ring order; shard i's home is homes[i % homes.size()], whose
-  /// io_context must run on one thread. Every pooled session runs `session_script` when it opens
-  /// (the repository's PREPAREs), unless the shard sends unnamed statements (pool_mode
-  /// transaction, or a pooler found on the way: see use_unnamed_statements).
+  /// The most shards one server knows of over its life (those of every ring it has served).
+  static constexpr std::size_t capacity = 256;
+
+  /// Called on a shard's home thread after each probe that read its metadata.
+  using MetaListener = std::function<void(std::size_t slot, const ShardMeta& meta)>;
+
+  /// One shard per `config.shards` entry, in that order (slots 0, 1, ...); shard i's home is
+  /// homes[i % homes.size()], whose io_context must run on one thread. Every pooled session runs
+  /// `session_script` when it opens (the repository's PREPAREs), unless the shard sends unnamed
+  /// statements (pool_mode transaction, or a pooler found on the way: see
+  /// use_unnamed_statements). `instance` names this server in the shards' pg_stat_activity.
   Shards(std::vector<boost::asio::any_io_executor> homes, const Config& config,
-         const ring::Ring& ring, std::string session_script);
+         std::string session_script, std::string instance, MetaListener on_meta = {});
   ~Shards();
   Shards(const Shards&) = delete;
   Shards& operator=(const Shards&) = delete;
 
   /// Starts each shard's probe loop on its home. State changes are logged once each.
   void start();
+
+  /// Adds a shard (one that a newer ring names) and, once started, starts its probe; returns its
+  /// slot. Only ever called from one thread; the slot is valid on every thread once published to
+  /// them (through a Topology posted to each worker).
+  std::size_t add(const ShardConfig& shard);
+
+  /// The slot of the shard named `name`, if this server knows it.
+  [[nodiscard]] std::optional<std::size_t> slot_of(std::string_view name) const;
+
+  /// Probes shard `i` now rather than at its next interval (a newer ring was announced). Any thread.
+  void probe_now(std::size_t i);
+
+  /// The ring version this server serves, shown in its sessions' application_name so that a
+  /// reshard can see which instances follow (docs/resharding.md). Any thread.
+  void set_ring_version(std::uint64_t version) noexcept;
 
   /// Stops the probes and closes every pool, each on its home thread; later acquire() calls fail.
   /// Callable from any thread.
@@ -106,6 +140,7 @@ class Shards {
   boost::asio::awaitable<StoreResult<pgasync::Lease>> acquire(std::size_t i);
 
   /// Why shard `i` cannot take a statement now (it is known to be down), or std::nullopt.
+  /// (pgasync errors with SQLSTATE SU001 and SU002 become StoreError::Kind::stale and moving.)
   [[nodiscard]] std::optional<StoreError> refusal(std::size_t i) const;
 
   /// The deadline for a pipeline started now (timeouts.query_ms): a shard that does not answer
@@ -130,8 +165,17 @@ class Shards {
   boost::asio::awaitable<void> probe_loop(std::size_t i);
   void publish(std::size_t i);
 
+  std::vector<boost::asio::any_io_executor> homes_;
   TimeoutConfig timeouts_;
-  std::vector<std::unique_ptr<Shard>> shards_;
+  HealthPolicy policy_;
+  std::string session_script_;
+  std::size_t pool_size_;
+  std::string instance_;
+  MetaListener on_meta_;
+  std::array<std::unique_ptr<Shard>, capacity> shards_;
+  std::atomic<std::size_t> count_{0};
+  std::atomic<std::uint64_t> ring_version_{0};
+  std::atomic<bool> started_{false};
   std::atomic<bool> closed_{false};
 };
 

@@ -1,11 +1,19 @@
 // The Batcher against a real PostgreSQL server: concurrent statements share pipelines, one bad
 // statement costs only itself, and a down shard is refused at once.
 //
-// Environment: SHARDURL_TEST_CONNINFO, as for pgasync_pgtest.cpp.
+// Environment: SHARDURL_TEST_CONNINFO, as for pgasync_pgtest.cpp. The tests run in a database of
+// their own on that server, made with initdb/ (SHARDURL_INITDB_DIR) and dropped at the end.
 #define CATCH_CONFIG_MAIN
 #include <catch2/catch.hpp>
 
+#include <libpq-fe.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <functional>
 #include <set>
 #include <string>
@@ -34,10 +42,49 @@ using shardurl::pgasync::QueryResult;
 
 namespace {
 
-std::string conninfo() {
+std::string server_conninfo() {
   const char* value = std::getenv("SHARDURL_TEST_CONNINFO");
   if (value == nullptr || *value == '\0') FAIL("SHARDURL_TEST_CONNINFO is not set");
   return value;
+}
+
+// Runs `sql` (any number of statements) on `info`; empty when it worked, else libpq's message.
+std::string exec(const std::string& info, const std::string& sql) {
+  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(info.c_str()), &PQfinish);
+  if (PQstatus(conn.get()) != CONNECTION_OK) return PQerrorMessage(conn.get());
+  std::unique_ptr<PGresult, decltype(&PQclear)> res(PQexec(conn.get(), sql.c_str()), &PQclear);
+  const auto status = PQresultStatus(res.get());
+  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return {};
+  return PQresultErrorMessage(res.get());
+}
+
+// A database of this test's own, with the shard schema, for as long as the test runs.
+struct Database {
+  Database() : name("batcher_" + std::to_string(::getpid())) {
+    exec(server_conninfo(), "DROP DATABASE IF EXISTS " + name);
+    REQUIRE(exec(server_conninfo(), "CREATE DATABASE " + name).empty());
+    std::vector<std::filesystem::path> files;
+    for (const auto& entry : std::filesystem::directory_iterator(SHARDURL_INITDB_DIR)) {
+      if (entry.path().extension() == ".sql") files.push_back(entry.path());
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& file : files) {
+      std::ifstream in(file);
+      std::stringstream text;
+      text << in.rdbuf();
+      const auto error = exec(info(), text.str());
+      INFO(file << ": " << error);
+      REQUIRE(error.empty());
+    }
+  }
+  ~Database() { exec(server_conninfo(), "DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); }
+  [[nodiscard]] std::string info() const { return server_conninfo() + " dbname=" + name; }
+  std::string name;
+};
+
+std::string conninfo() {
+  static const Database database;
+  return database.info();
 }
 
 shardurl::Config one_shard(const std::string& info) {
@@ -56,16 +103,15 @@ constexpr const char* script =
     // A lookup statement as Batcher::Limits::lookup describes it: keys starting with 'x' have no
     // value, every other key's value is 'v' || key.
     "PREPARE batch_lookup (text[]) AS " LOOKUP_SQL ";"
-    "PREPARE batch_durable AS SELECT set_config('synchronous_commit', 'on', true)";
+    "PREPARE batch_head (bigint) AS SELECT shardurl_batch($1)";
 
-constexpr Statement echo{"batch_echo", "SELECT $1, txid_current()", false};
-constexpr Statement divide{"batch_divide", "SELECT 100 / $1::int, txid_current()", false};
-constexpr Statement lookup_statement{"batch_lookup", LOOKUP_SQL, false};
-constexpr Statement durable{"batch_durable", "SELECT set_config('synchronous_commit', 'on', true)",
-                            false};
+constexpr Statement echo{"batch_echo", "SELECT $1, txid_current()"};
+constexpr Statement divide{"batch_divide", "SELECT 100 / $1::int, txid_current()"};
+constexpr Statement lookup_statement{"batch_lookup", LOOKUP_SQL};
+constexpr Statement head{"batch_head", "SELECT shardurl_batch($1::bigint)"};
 
 Batcher::Limits limits(std::size_t max_batch, std::size_t max_queued, std::size_t max_running = 1) {
-  return {max_batch, max_queued, max_running, lookup_statement, durable};
+  return {max_batch, max_queued, max_running, lookup_statement, head};
 }
 
 struct Outcome {
@@ -85,10 +131,10 @@ struct Run {
 // `statement` with an empty sql means lookups. `timeout` is each statement's deadline from now.
 Run run_all(const shardurl::Config& config, const Statement& statement,
             const std::vector<std::string>& values, Batcher::Limits batch_limits,
-            std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+            std::chrono::milliseconds timeout = std::chrono::seconds(10),
+            std::uint64_t ring_version = 0) {
   asio::io_context io(1);
-  const auto ring = shardurl::make_ring(config);
-  shardurl::Shards shards({io.get_executor()}, config, ring, script);
+  shardurl::Shards shards({io.get_executor()}, config, script, "batcher_pgtest");
   Batcher batcher(shards, batch_limits);
   Run run;
   run.out.resize(values.size());
@@ -102,10 +148,10 @@ Run run_all(const shardurl::Config& config, const Statement& statement,
           shardurl::StoreResult<shardurl::Rows> r = shardurl::StoreError{};
           const auto deadline = start + timeout;
           if (statement.sql.empty()) {
-            r = co_await batcher.lookup(0, values[i], deadline);
+            r = co_await batcher.lookup(0, ring_version, values[i], deadline);
           } else {
             std::vector<std::string> params{values[i]};
-            r = co_await batcher.run(0, statement, std::move(params), deadline);
+            r = co_await batcher.run(0, ring_version, statement, std::move(params), deadline);
           }
           run.out[i].took = std::chrono::steady_clock::now() - start;
           if (r && r->rows() == 0) {
@@ -249,7 +295,7 @@ TEST_CASE("a statement the session has not prepared is sent unnamed, and nothing
           "[batcher]") {
   // As behind a transaction-mode pooler: the session that ran the PREPAREs is not the one that
   // runs the statement. 26000 is the statement's own problem; the shard stays up.
-  const Statement unprepared{"batch_not_prepared", "SELECT $1, txid_current()", false};
+  const Statement unprepared{"batch_not_prepared", "SELECT $1, txid_current()"};
   const auto values = numbers(50);
   const auto run = run_all(one_shard(conninfo()), unprepared, values, limits(64, 1000));
   for (std::size_t i = 0; i < values.size(); ++i) {
@@ -263,27 +309,43 @@ TEST_CASE("a statement the session has not prepared is sent unnamed, and nothing
 TEST_CASE("pool_mode transaction sends every statement unnamed from the start", "[batcher]") {
   auto config = one_shard(conninfo());
   config.shards[0].pool_mode = shardurl::PoolMode::transaction;
-  const Statement unprepared{"batch_not_prepared", "SELECT $1, txid_current()", false};
+  const Statement unprepared{"batch_not_prepared", "SELECT $1, txid_current()"};
   const auto values = numbers(20);
   const auto run = run_all(config, unprepared, values, limits(64, 1000));
   for (const auto& o : run.out) REQUIRE(o.ok);
 }
 
-TEST_CASE("a batch that writes commits durably whatever the session's setting", "[batcher]") {
+TEST_CASE("every batch commits durably whatever the session's setting", "[batcher]") {
   // The session starts with synchronous_commit off, as a role's or database's default could be.
   auto config = one_shard(conninfo() + " options='-c synchronous_commit=off'");
-  const Statement read{"", "SELECT current_setting('synchronous_commit') || $1, txid_current()",
-                       false};
-  Statement write = read;
-  write.writes = true;
-  const auto reads = run_all(config, read, {"!"}, limits(64, 1000)).out;
-  REQUIRE(reads[0].ok);
-  CHECK(reads[0].value == "off!");
-  const auto writes = run_all(config, write, {"!", "?"}, limits(64, 1000)).out;
-  for (const auto& o : writes) {
+  const Statement setting{"", "SELECT current_setting('synchronous_commit') || $1, txid_current()"};
+  const auto out = run_all(config, setting, {"!", "?"}, limits(64, 1000)).out;
+  for (const auto& o : out) {
     REQUIRE(o.ok);
     CHECK(o.value.substr(0, 2) == "on");
   }
+}
+
+TEST_CASE("a shard that serves a newer ring refuses every statement routed by an older one",
+          "[batcher]") {
+  REQUIRE(exec(conninfo(), "UPDATE shardurl_meta SET value = '7' WHERE key = 'ring_version'").empty());
+  const auto stale = run_all(one_shard(conninfo()), echo, numbers(20), limits(8, 1000),
+                             std::chrono::seconds(10), 6);
+  const auto lookups = run_all(one_shard(conninfo()), Statement{}, {"a", "b"}, limits(8, 1000),
+                               std::chrono::seconds(10), 6);
+  const auto current = run_all(one_shard(conninfo()), echo, numbers(20), limits(8, 1000),
+                               std::chrono::seconds(10), 7);
+  REQUIRE(exec(conninfo(), "UPDATE shardurl_meta SET value = '0' WHERE key = 'ring_version'").empty());
+  for (const auto& o : stale.out) {
+    REQUIRE_FALSE(o.ok);
+    CHECK(o.error.kind == StoreError::Kind::stale);
+  }
+  for (const auto& o : lookups.out) {
+    REQUIRE_FALSE(o.ok);
+    CHECK(o.error.kind == StoreError::Kind::stale);
+  }
+  for (const auto& o : current.out) CHECK(o.ok);
+  CHECK(stale.status.state != shardurl::ShardState::down);  // a newer ring is no outage
 }
 
 TEST_CASE("a statement whose deadline passes is answered shard_timeout then, not when the shard "
@@ -292,8 +354,7 @@ TEST_CASE("a statement whose deadline passes is answered shard_timeout then, not
   // One session, busy for 1.5 s with the first statement; the others wait in the queue with a
   // 300 ms deadline.
   const Statement sleepy{"", "SELECT $1 || pg_sleep(CASE WHEN $1 = '1' THEN 1.5 ELSE 0 END), "
-                             "txid_current()",
-                         false};
+                             "txid_current()"};
   const auto run = run_all(one_shard(conninfo()), sleepy, numbers(5), limits(1, 1000),
                            std::chrono::milliseconds(300));
   for (const auto& o : run.out) {

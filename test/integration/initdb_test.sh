@@ -177,8 +177,17 @@ check_schema() {
   check_eq "$label: no index on url" "url_table_pkey url_table_url_id_key" \
     "$(q "$db" "SELECT string_agg(indexname, ' ' ORDER BY indexname) FROM pg_indexes
                 WHERE schemaname = 'public' AND tablename = 'url_table'")"
-  check_eq "$label: shardurl_meta holds the schema version" "2" \
-    "$(q "$db" "SELECT value FROM shardurl_meta WHERE key = 'schema_version'")"
+  check_eq "$label: shardurl_meta holds the schema version and ring version 0" "3 0" \
+    "$(q "$db" "SELECT (SELECT value FROM shardurl_meta WHERE key = 'schema_version') || ' ' ||
+                       (SELECT value FROM shardurl_meta WHERE key = 'ring_version')")"
+  check_eq "$label: rows are identified by url_id for logical replication" "i" \
+    "$(q "$db" "SELECT relreplident FROM pg_class WHERE oid = 'url_table'::regclass")"
+  check_eq "$label: a batch routed by an older ring is refused with SU001" SU001 \
+    "$(sqlstate "$db" "UPDATE shardurl_meta SET value = '2' WHERE key = 'ring_version';
+                      SELECT shardurl_batch(1)")"
+  check_eq "$label: a batch of the shard's ring or a newer one goes through" 00000 \
+    "$(sqlstate "$db" "SELECT shardurl_batch(2); SELECT shardurl_batch(3);
+                      UPDATE shardurl_meta SET value = '0' WHERE key = 'ring_version'")"
   check "$label: url_table_quarantine exists" \
     test "$(q "$db" "SELECT to_regclass('public.url_table_quarantine') IS NOT NULL")" = t
 
