@@ -8,6 +8,9 @@
 --   shardurl_batch(v)  opens every batch of statements an instance sends: makes the batch's commit
 --             durable (synchronous_commit on, local to its transaction) and refuses the batch with
 --             SQLSTATE SU001 when this shard serves a newer ring than the instance's `v`.
+--   shardurl_move_marker  one row per (source, target) pair of a reshard, written on the source and
+--             replicated with the moving rows: when the target shows a token written after some
+--             moment on the source, everything the source committed before it has arrived.
 --   shardurl_fence()   the trigger function a reshard puts on a source shard during its cutover:
 --             refuses (SQLSTATE SU002) a write to a link that is moving to another shard, until
 --             shardurl_meta.fence_until passes (so a reshard that dies mid-cutover does not block
@@ -26,6 +29,12 @@ END
 $identity$;
 
 INSERT INTO shardurl_meta (key, value) VALUES ('ring_version', '0') ON CONFLICT (key) DO NOTHING;
+
+CREATE TABLE IF NOT EXISTS shardurl_move_marker (
+    pair  text        PRIMARY KEY,
+    token text        NOT NULL,
+    at    timestamptz NOT NULL DEFAULT clock_timestamp()
+);
 
 CREATE OR REPLACE FUNCTION shardurl_batch(instance_version bigint) RETURNS void
 LANGUAGE plpgsql AS $function$

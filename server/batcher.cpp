@@ -205,10 +205,20 @@ asio::awaitable<void> Batcher::drain(std::shared_ptr<Queue> queue) {
       break;
     }
     while (!queue->pending.empty() && !(*lease)->is_broken()) {
+      // One ring version per batch: a shard that serves a newer ring refuses the whole batch
+      // (SU001), which must then hold only statements routed by that older ring.
       std::vector<PendingPtr> batch;
-      while (!queue->pending.empty() && batch.size() < limits_.max_batch) {
-        if (queue->pending.front()->handler) batch.push_back(std::move(queue->pending.front()));
-        queue->pending.pop_front();
+      const std::uint64_t version = queue->pending.front()->ring_version;
+      for (auto it = queue->pending.begin();
+           it != queue->pending.end() && batch.size() < limits_.max_batch;) {
+        if (!(*it)->handler) {
+          it = queue->pending.erase(it);
+        } else if ((*it)->ring_version == version) {
+          batch.push_back(std::move(*it));
+          it = queue->pending.erase(it);
+        } else {
+          ++it;
+        }
       }
       if (!batch.empty()) co_await run_batch(*queue, **lease, std::move(batch));
     }
@@ -246,12 +256,10 @@ asio::awaitable<void> Batcher::run_batch(Queue& queue, pgasync::Connection& conn
     if (batch.empty()) break;
     statements.clear();
     lookups.clear();
-    std::uint64_t oldest = batch.front()->ring_version;
     for (auto& pending : batch) {
       (pending->is_lookup() ? lookups : statements).push_back(pending.get());
-      oldest = std::min(oldest, pending->ring_version);
     }
-    const std::string version = std::to_string(oldest);
+    const std::string version = std::to_string(batch.front()->ring_version);
     // Every parameter first, then the views into them: `params` must not move any more.
     params.clear();
     for (const Pending* pending : statements) {

@@ -80,8 +80,8 @@ class Batcher {
     /// The statement lookup() uses: it takes a text[] of keys and returns one row per key, in the
     /// array's order, whose first column is NULL when the key has no value.
     Statement lookup;
-    /// The statement that opens every batch, with one parameter: the oldest ring version among
-    /// the batch's statements. It makes the batch's commit durable (synchronous_commit on, local
+    /// The statement that opens every batch, with one parameter: the ring version its statements
+    /// were routed by (a batch holds statements of one version only). It makes the batch's commit durable (synchronous_commit on, local
     /// to its transaction, so it holds through a transaction-mode pooler) whatever the server's,
     /// the role's or a pooler's settings say, and fails the whole batch (SQLSTATE SU001: every
     /// statement is answered StoreError::Kind::stale) when the shard serves a newer ring than a

@@ -104,7 +104,9 @@ void parse_shards(const json::value& v, Config& config) {
   for (std::size_t i = 0; i < array.size(); ++i) {
     const std::string at = "shards[" + std::to_string(i) + "]";
     const auto& obj = as_object(array[i], at);
-    reject_unknown(obj, at, {"name", "conninfo", "weight", "vnodes", "pool_mode", "listen_conninfo"});
+    reject_unknown(obj, at,
+                   {"name", "conninfo", "weight", "vnodes", "pool_mode", "listen_conninfo",
+                    "replication_conninfo"});
     ShardConfig shard;
     const auto* name = obj.if_contains("name");
     if (name == nullptr) throw ConfigError(at + ".name", "missing");
@@ -138,6 +140,9 @@ void parse_shards(const json::value& v, Config& config) {
     }
     if (const auto* listen = obj.if_contains("listen_conninfo")) {
       shard.listen_conninfo = string_field(*listen, at + ".listen_conninfo");
+    }
+    if (const auto* peer = obj.if_contains("replication_conninfo")) {
+      shard.replication_conninfo = string_field(*peer, at + ".replication_conninfo");
     }
     config.shards.push_back(std::move(shard));
   }

@@ -38,6 +38,9 @@ struct ShardConfig {
   // Where to LISTEN for other instances' changes to this shard's links; empty: `conninfo`, unless
   // pool_mode is transaction (LISTEN cannot work through transaction pooling).
   std::string listen_conninfo;
+  // How the other shards reach this one, for `shardurl reshard`'s logical replication (straight
+  // to PostgreSQL, as its servers see it); empty: `conninfo`.
+  std::string replication_conninfo;
 };
 
 /// How the HTTP server protects itself from slow, silent or greedy clients.

@@ -6,7 +6,10 @@
 #include <string>
 #include <string_view>
 
+#include <unistd.h>
+
 #include "config.hpp"
+#include "reshard.hpp"
 #include "ring_command.hpp"
 #include "serve.hpp"
 
@@ -18,6 +21,9 @@ constexpr int exit_config = 2;
 constexpr std::string_view usage =
     "usage: shardurl serve [--config FILE]  serve the HTTP API until SIGINT or SIGTERM\n"
     "       shardurl ring [--config FILE]   print key<TAB>shard for each key read on stdin\n"
+    "       shardurl reshard --config OLD.json --to NEW.json [--dry-run]\n"
+    "                                       move the links whose shard differs between the two\n"
+    "                                       rings while the cluster serves (docs/resharding.md)\n"
     "       shardurl config                 print the embedded default config\n"
     "Without --config, both use the embedded default: shards 5432, 5433, 5434 on 127.0.0.1.\n"
     "       shardurl --help\n";
@@ -72,6 +78,43 @@ int run_ring(int argc, char** argv) {
   return std::cout ? 0 : 1;
 }
 
+int run_reshard(int argc, char** argv) {
+  std::string from_path;
+  std::string to_path;
+  shardurl::ReshardOptions options;
+  for (int i = 2; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--config" && i + 1 < argc) {
+      from_path = argv[++i];
+    } else if (arg.starts_with("--config=")) {
+      from_path = std::string(arg.substr(9));
+    } else if (arg == "--to" && i + 1 < argc) {
+      to_path = argv[++i];
+    } else if (arg.starts_with("--to=")) {
+      to_path = std::string(arg.substr(5));
+    } else if (arg == "--dry-run") {
+      options.dry_run = true;
+    } else {
+      return fail_usage("unexpected argument '" + std::string(arg) + "'");
+    }
+  }
+  if (from_path.empty() || to_path.empty()) {
+    return fail_usage("reshard needs --config OLD.json and --to NEW.json");
+  }
+  shardurl::Config from;
+  shardurl::Config to;
+  for (auto [path, config] : {std::pair{&from_path, &from}, std::pair{&to_path, &to}}) {
+    try {
+      *config = shardurl::load_config(*path);
+    } catch (const shardurl::ConfigError& e) {
+      std::cerr << "shardurl: config " << *path << ": " << e.what() << "\n";
+      return exit_config;
+    }
+  }
+  options.terminal = isatty(STDOUT_FILENO) != 0;
+  return shardurl::reshard(from, to, options, std::cout, std::cerr);
+}
+
 int run_serve(int argc, char** argv) {
   shardurl::Config config;
   std::string path;
@@ -92,6 +135,7 @@ int main(int argc, char** argv) {
     const std::string_view command = argc > 1 ? argv[1] : "";
     if (command == "ring") return run_ring(argc, argv);
     if (command == "serve") return run_serve(argc, argv);
+    if (command == "reshard") return run_reshard(argc, argv);
     if (command == "config") {
       std::cout << shardurl::default_config_json << "\n";
       return 0;

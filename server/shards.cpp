@@ -11,6 +11,7 @@
 #include <charconv>
 #include <optional>
 #include <stdexcept>
+#include <utility>
 
 #include "log.hpp"
 #include "pgasync/connection.hpp"
@@ -67,6 +68,7 @@ struct Shards::Shard {
   pgasync::ShardPool pool;
   ShardHealth health;
   asio::steady_timer wake;
+  bool probe_again = false;  // a probe was asked for while one ran: no sleep before the next
   bool prepared;
   // Any thread.
   mutable std::mutex status_mutex;
@@ -141,7 +143,10 @@ void Shards::close() {
 }
 
 void Shards::probe_now(std::size_t i) {
-  asio::post(shards_[i]->home, [s = shards_[i].get()] { s->wake.cancel(); });
+  asio::post(shards_[i]->home, [s = shards_[i].get()] {
+    s->probe_again = true;
+    s->wake.cancel();
+  });
 }
 
 void Shards::set_ring_version(std::uint64_t version) noexcept {
@@ -245,7 +250,8 @@ StoreError Shards::failed(std::size_t i, const pgasync::Error& error) {
   if (!closed_) {
     shard.health.request_failed(Clock::now(), error.describe());
     publish(i);
-    shard.wake.cancel();  // probe now rather than after the "up" interval
+    shard.probe_again = true;  // probe now rather than after the "up" interval
+    shard.wake.cancel();
   }
   return out;
 }
@@ -325,8 +331,10 @@ asio::awaitable<void> Shards::probe_loop(std::size_t i) {
       }
     }
     publish(i);
+    if (std::exchange(shard.probe_again, false)) continue;
     shard.wake.expires_after(shard.health.next_probe_in());
     co_await shard.wake.async_wait(asio::as_tuple(asio::use_awaitable));
+    shard.probe_again = false;
   }
 }
 

@@ -52,6 +52,9 @@ std::string Topology::to_json() const {
     if (s.vnodes != 0) shard["vnodes"] = s.vnodes;
     if (s.pool_mode == PoolMode::transaction) shard["pool_mode"] = "transaction";
     if (!s.listen_conninfo.empty()) shard["listen_conninfo"] = without_password(s.listen_conninfo);
+    if (!s.replication_conninfo.empty()) {
+      shard["replication_conninfo"] = without_password(s.replication_conninfo);
+    }
     shards.push_back(std::move(shard));
   }
   json::object ring{{"hash", ring::to_string(config_.hash)}};
