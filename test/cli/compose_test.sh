@@ -16,6 +16,7 @@ for s in 5432 5433 5434; do
   check "shard-$s has a named volume" grep -q "shard-$s:/var/lib/postgresql/data" <<<"$rendered"
 done
 check "shards have health checks" grep -q "pg_isready" <<<"$rendered"
+check "shards run with wal_level=logical (shardurl reshard)" grep -q "wal_level=logical" <<<"$rendered"
 check "the app waits for healthy shards" grep -q "condition: service_healthy" <<<"$rendered"
 check "the app is built from the repo's Containerfile" grep -q "dockerfile: server/container/Containerfile" <<<"$rendered"
 check "the Containerfile exists" test -f server/container/Containerfile
