@@ -8,7 +8,11 @@
 
 #include <unistd.h>
 
+#include <optional>
+#include <vector>
+
 #include "config.hpp"
+#include "placement_sql.hpp"
 #include "reshard.hpp"
 #include "ring_command.hpp"
 #include "serve.hpp"
@@ -21,6 +25,9 @@ constexpr int exit_config = 2;
 constexpr std::string_view usage =
     "usage: shardurl serve [--config FILE]  serve the HTTP API until SIGINT or SIGTERM\n"
     "       shardurl ring [--config FILE]   print key<TAB>shard for each key read on stdin\n"
+    "       shardurl ring [--config FILE] --sql SHARD\n"
+    "                                       print the SQL condition that selects the rows of\n"
+    "                                       url_table the ring places on SHARD\n"
     "       shardurl reshard --config OLD.json --to NEW.json [--dry-run]\n"
     "                                       move the links whose shard differs between the two\n"
     "                                       rings while the cluster serves (docs/resharding.md)\n"
@@ -69,10 +76,31 @@ bool load(int argc, char** argv, shardurl::Config& config, std::string& path, in
 }
 
 int run_ring(int argc, char** argv) {
+  // --sql SHARD: the placement as SQL (server/placement_sql.hpp), for operators and bench/reshard.
+  std::vector<char*> rest{argv[0], argv[1]};
+  std::optional<std::string> sql_for;
+  for (int i = 2; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--sql" && i + 1 < argc) {
+      sql_for = argv[++i];
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
   shardurl::Config config;
   std::string path;
   int status = 0;
-  if (!load(argc, argv, config, path, status)) return status;
+  if (!load(static_cast<int>(rest.size()), rest.data(), config, path, status)) return status;
+  if (sql_for) {
+    const auto ring = shardurl::make_ring(config);
+    for (std::size_t i = 0; i < ring.nodes().size(); ++i) {
+      if (ring.nodes()[i].name == *sql_for) {
+        std::cout << shardurl::owned_by_sql(ring, i) << "\n";
+        return 0;
+      }
+    }
+    std::cerr << "shardurl: the ring has no shard named '" << *sql_for << "'\n";
+    return exit_usage;
+  }
   std::ios::sync_with_stdio(false);
   shardurl::print_owners(shardurl::make_ring(config), std::cin, std::cout);
   return std::cout ? 0 : 1;

@@ -141,6 +141,20 @@ class EmbeddedDefault(unittest.TestCase):
         self.assertEqual([s["name"] for s in doc["shards"]], ["5432", "5433", "5434"])
 
 
+class PlacementSql(unittest.TestCase):
+    def test_sql_names_the_ring_points_of_one_shard(self):
+        out = subprocess.run([SHARDURL, "ring", "--sql", "5433"], capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertTrue(out.stdout.startswith("width_bucket(decode(md5(url_id), 'hex'), ARRAY['\\x"))
+        # 480 points of 16 bytes: the default ring of three shards, 160 vnodes each.
+        self.assertEqual(out.stdout.count("'\\x"), 480)
+        others = subprocess.run([SHARDURL, "ring", "--sql", "5432"], capture_output=True, text=True)
+        self.assertNotEqual(out.stdout, others.stdout)
+        missing = subprocess.run([SHARDURL, "ring", "--sql", "nope"], capture_output=True, text=True)
+        self.assertEqual(missing.returncode, 2)
+        self.assertIn("no shard named 'nope'", missing.stderr)
+
+
 class ConfigErrors(unittest.TestCase):
     CASES = [
         ("missing shards", {"ring": {"hash": "md5"}}, "shards"),
