@@ -146,6 +146,7 @@ void Cluster::install(std::shared_ptr<Topology> topology) {
   }
   topology->set_slots(std::move(slots));
   latest_ = topology->version();
+  shards_.forget_tutorial_ids();
   std::shared_ptr<const Topology> ready = std::move(topology);
   // Every worker switches on its own thread, its cache emptied with it (a link's changes are
   // announced by the shard that owns it, which may be another one now). Once the last has

@@ -164,6 +164,7 @@ class Reshard {
   asio::awaitable<void> lift_fences();
   asio::awaitable<void> wait_for_instances();
   asio::awaitable<void> verify();
+  asio::awaitable<void> count_tutorial_ids();
   asio::awaitable<void> cleanup();
   asio::awaitable<void> progress();
   asio::awaitable<std::string> mark(Pair& pair);
@@ -690,6 +691,26 @@ asio::awaitable<void> Reshard::wait_for_instances() {
   }
 }
 
+// Rows the tutorial left keep their tutorial ids only if a create asks the shard they sit on:
+// each target counts them again once it has its copies (before the switch), when any source had
+// some.
+asio::awaitable<void> Reshard::count_tutorial_ids() {
+  bool any = false;
+  for (const auto& pair : pairs_) {
+    co_await read_meta(peers_[pair.source]);
+    any = any || to_int(peers_[pair.source].meta["tutorial_ids"]) > 0;
+  }
+  if (!any) co_return;
+  std::map<std::size_t, bool> targets;
+  for (const auto& pair : pairs_) targets[pair.target] = true;
+  for (const auto& [index, unused] : targets) {
+    co_await sql(peers_[index],
+                 "UPDATE shardurl_meta SET value = (SELECT count(*) FROM url_table WHERE "
+                 "length(url_id) = 5 AND url_id = left(encode(sha256(convert_to(url, 'UTF8')), "
+                 "'base64'), 5))::text WHERE key = 'tutorial_ids'");
+  }
+}
+
 // Every moving row of every source is on its target: with its URL and creation time, and deleted
 // if it was deleted on the source (a link deleted since the switch is deleted on the target only).
 asio::awaitable<void> Reshard::verify() {
@@ -919,6 +940,7 @@ asio::awaitable<int> Reshard::run() {
       copy_started_ = Clock::now();
       for (;;) {
         co_await catch_up();
+        co_await count_tutorial_ids();
         {
           const MetaValues values{{"move", move_json("cutover")}};
           co_await write_meta_everywhere(values, false);

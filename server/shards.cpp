@@ -175,6 +175,12 @@ TutorialIds Shards::tutorial_ids(std::size_t i) const noexcept {
   return shards_[i]->tutorial_ids.load(std::memory_order_relaxed);
 }
 
+void Shards::forget_tutorial_ids() noexcept {
+  for (std::size_t i = 0; i < size(); ++i) {
+    shards_[i]->tutorial_ids.store(TutorialIds::unknown, std::memory_order_relaxed);
+  }
+}
+
 Clock::time_point Shards::query_deadline() const noexcept {
   return Clock::now() + milliseconds(timeouts_.query_ms);
 }

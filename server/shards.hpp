@@ -132,6 +132,9 @@ class Shards {
 
   [[nodiscard]] ShardStatus status(std::size_t i) const;
   [[nodiscard]] TutorialIds tutorial_ids(std::size_t i) const noexcept;
+  /// The ring changed: rows the tutorial left may sit on other shards now, so every shard counts
+  /// as unknown again until its next probe.
+  void forget_tutorial_ids() noexcept;
 
   // --- Only on shard i's home thread.
 

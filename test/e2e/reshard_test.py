@@ -34,6 +34,12 @@ KEY = "reshard-test-key-0123456789"
 NAMES = ["5432", "5433", "5434", "5435"]
 
 
+def tutorial_id(url):
+    import base64
+    import hashlib
+    return base64.b64encode(hashlib.sha256(url.encode()).digest()).decode()[:5]
+
+
 def fourth_port():
     # Below the ephemeral range like the suite's own shards: ten above the first of them.
     return harness.shard_ports()[0] + 10
@@ -332,6 +338,18 @@ class Reshard(unittest.TestCase):
                                names=NAMES[:3], ports=[cluster.ports[n] for n in NAMES[:3]])
             try:
                 links = seed(a.port, 400, "grow")
+                # A row the tutorial stored, under its own id, on a shard whose keys move.
+                old, new = cluster.ring(NAMES[:3]), cluster.ring(NAMES)
+                i = 0
+                while True:
+                    tutorial_url = f"https://example.com/tutorial/{i}"
+                    tid = tutorial_id(tutorial_url)
+                    if new.get_node(tid) == "5435":
+                        break
+                    i += 1
+                port = cluster.ports[old.get_node(tid)]
+                harness.psql(port, f"INSERT INTO url_table (url, url_id) VALUES ('{tutorial_url}', '{tid}'); "
+                                   "UPDATE shardurl_meta SET value = '1' WHERE key = 'tutorial_ids'", db=cluster.db)
                 plan = reshard("--config", three, "--to", four, "--dry-run")
                 self.assertEqual(plan.returncode, 0, plan.stderr)
                 self.assertIn("5435", plan.stdout)
@@ -380,6 +398,11 @@ class Reshard(unittest.TestCase):
                 again = reshard("--config", three, "--to", four)
                 self.assertEqual(again.returncode, 0, again.stderr)
                 self.assertIn("nothing to do", again.stdout)
+                # The tutorial's row moved with its id: the same URL still answers with it.
+                for server in (a, b):
+                    status, body = server.request("POST", "/urls?full_url=" + tutorial_url)
+                    self.assertEqual((status, body["url_id"], body["server"]["hostname"]),
+                                     (200, tid, "5435"))
 
                 # Shrink back, killing the command at every step on the way.
                 previous = load
