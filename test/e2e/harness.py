@@ -82,6 +82,20 @@ class Server:
                 raise RuntimeError(f"shardurl did not start:\n{self.output()}")
             time.sleep(0.05)
 
+    def wait_ready(self, timeout=20):
+        """Waits until /readyz says every shard is up (probed once at least): the first requests
+        then find their shards known, whatever the machine's speed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                status, body = self.request("GET", "/readyz")
+                if status == 200 and all(s.get("state") == "up" for s in body["shards"].values()):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"shardurl's shards were not all up within {timeout} s:\n{self.output()}")
+
     def request(self, method, path, body=None, headers=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:

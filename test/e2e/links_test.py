@@ -134,6 +134,7 @@ class TutorialShards(unittest.TestCase):
                                      capture_output=True, text=True, timeout=60, check=True)
                 cls.upgrade_log += out.stderr
         cls.server = harness.Server(BINARY, db=cls.db, extra={"api_keys": [KEY]})
+        cls.server.wait_ready()
         cls.c = Client(cls.server.port)
 
     @classmethod
@@ -204,6 +205,7 @@ class Chain(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.server = harness.Server(BINARY, extra={"api_keys": [KEY]})
+        cls.server.wait_ready()
         cls.c = Client(cls.server.port)
 
     @classmethod
@@ -314,6 +316,8 @@ class Instances(unittest.TestCase):
     def setUpClass(cls):
         cls.a = harness.Server(BINARY, extra={"api_keys": [KEY]})
         cls.b = harness.Server(BINARY, extra={"workers": 3, "cache": {"ttl_s": 3600}})
+        for server in (cls.a, cls.b):
+            server.wait_ready()
         cls.ca, cls.cb = Client(cls.a.port), Client(cls.b.port)
 
     @classmethod

@@ -337,6 +337,8 @@ class Reshard(unittest.TestCase):
             b = harness.Server(BINARY, db=cluster.db, extra={"api_keys": [KEY], "workers": 2},
                                names=NAMES[:3], ports=[cluster.ports[n] for n in NAMES[:3]])
             try:
+                for server in (a, b):
+                    server.wait_ready()
                 links = seed(a.port, 400, "grow")
                 # A row the tutorial stored, under its own id, on a shard whose keys move.
                 old, new = cluster.ring(NAMES[:3]), cluster.ring(NAMES)
@@ -434,6 +436,7 @@ class Reshard(unittest.TestCase):
             a = harness.Server(BINARY, db=cluster.db, extra={"api_keys": [KEY], "ring": {"hash": "ketama"}},
                                names=NAMES[:3], ports=[cluster.ports[n] for n in NAMES[:3]])
             try:
+                a.wait_ready()
                 links = seed(a.port, 300, "weight")
                 load = Load([a.port], links, threads=4).start()
                 proc = subprocess.Popen([BINARY, "reshard", "--config", before, "--to", after],
