@@ -358,12 +358,27 @@ class Reshard(unittest.TestCase):
                 self.assertEqual(cluster.leftovers(), [])  # a dry run changes nothing
                 load = Load([a.port, b.port], links).start()
                 time.sleep(1.0)
-                # An instance started with the new file mid-move serves the cluster's ring.
+                # /readyz shows the move while it runs.
+                phases = set()
+                watching = threading.Event()
+
+                def watch():
+                    while not watching.is_set():
+                        status, body = b.request("GET", "/readyz")
+                        if "move" in body:
+                            phases.add(body["move"]["phase"])
+                        time.sleep(0.05)
+
+                watcher = threading.Thread(target=watch, daemon=True)
+                watcher.start()
                 grown = reshard("--config", three, "--to", four)
+                watching.set()
+                watcher.join()
                 print(grown.stdout, file=sys.stderr)
                 records = load.stop()
                 self.assertEqual(grown.returncode, 0, grown.stdout + grown.stderr)
                 self.assertIn("done: the cluster serves ring version 2", grown.stdout)
+                self.assertIn("copy", phases)
                 self.check_load(records, "grow 3 -> 4", (a, b))
                 self.check_placement(cluster, NAMES, load.links, load.deleted)
                 for server in (a, b):
@@ -492,9 +507,20 @@ class Reshard(unittest.TestCase):
             self.assertEqual(cluster.leftovers(), [])
             self.assertEqual(harness.psql(cluster.ports["5432"], "SELECT value FROM shardurl_meta WHERE key = 'ring_version'",
                                           db=cluster.db), "0")
-            # A config that is not the ring the links were placed by.
+            # A target that cannot run the subscriptions: refused with the setting to raise.
             harness.psql(cluster.ports["5435"], "UPDATE shardurl_meta SET value = '3' WHERE key = 'schema_version'",
                          db=cluster.db)
+            harness.psql(cluster.ports["5435"], "ALTER SYSTEM SET max_logical_replication_workers = 0")
+            Servers.restart(cluster.ports["5435"], mode="fast")
+            try:
+                refused = reshard("--config", three, "--to", four, "--dry-run")
+                self.assertEqual(refused.returncode, 1, refused.stdout)
+                self.assertIn("shard 5435 allows 0 logical replication workers", refused.stderr)
+                self.assertIn("raise max_logical_replication_workers", refused.stderr)
+            finally:
+                harness.psql(cluster.ports["5435"], "ALTER SYSTEM RESET max_logical_replication_workers")
+                Servers.restart(cluster.ports["5435"], mode="fast")
+            # A config that is not the ring the links were placed by.
             with harness.Server(BINARY, db=cluster.db, names=NAMES[:3],
                                 ports=[cluster.ports[n] for n in NAMES[:3]]) as server:
                 seed(server.port, 60, "refuse")
