@@ -37,19 +37,22 @@ namespace {
 // pg_try_advisory_lock's key: one reshard at a time per cluster ("shrdurl" in ASCII).
 constexpr std::int64_t lock_key = 0x73687264'75726c;
 constexpr int required_schema_version = 3;
-// How long a fence lets writes through again if the cutover does not finish (the command died).
-constexpr seconds fence_lapse{5};
-// How long the cutover may wait for the targets to reach the fence before giving up and trying
-// again: writes to the moving links are held meanwhile.
-constexpr milliseconds fence_wait{1500};
+// When a fence lets writes through again if the cutover does not finish (the command died): well
+// after fence_wait, so a live command always makes it permanent first.
+constexpr seconds fence_lapse{2};
+// How long the cutover may wait for the targets to reach the fence before lifting it and trying
+// again: writes to the moving links are held meanwhile, and must never be held a second.
+constexpr milliseconds fence_wait{600};
 // How long a step retries a shard that went away (restarting) before the command gives up.
 constexpr seconds reconnect_for{120};
 // Caught up: the newest marker reached the target within this.
 constexpr milliseconds small_lag{300};
 // How long to wait for every running instance to serve the new ring.
 constexpr seconds ack_wait{15};
-// Rows deleted from a source per statement at cleanup; rows compared per round at verify.
+// Rows read per page at verify and cleanup, and the pause between pages that leaves the shards
+// to the requests they serve meanwhile.
 constexpr int batch_rows = 5000;
+constexpr milliseconds pause_between_batches{5};
 
 struct Failure : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -181,6 +184,8 @@ class Reshard {
   std::vector<Peer> peers_;
   std::vector<Pair> pairs_;
   std::map<std::string, std::int64_t> rows_;  // links on each shard of the old ring
+  // Links on each shard of the old ring that its ring places elsewhere: how many, and one.
+  std::map<std::string, std::pair<std::int64_t, std::string>> misplaced_;
   std::uint64_t version_ = 0;  // the ring version the cluster serves (OLD's)
   std::uint64_t next_ = 0;     // the version NEW becomes
   std::string started_;
@@ -356,18 +361,12 @@ asio::awaitable<void> Reshard::check_preconditions() {
     }
   }
   // --config must be the ring the cluster serves: every link on a shard of it belongs there.
-  if (problems.empty()) {
-    for (auto& peer : peers_) {
-      if (!peer.old_node) continue;
-      auto misplaced = co_await sql(peer, "SELECT count(*), min(url_id) FROM url_table WHERE NOT (" +
-                                              owned_by_sql(old_ring_, *peer.old_node) + ")");
-      if (misplaced.get(0, 0) != "0") {
-        problems.push_back("shard " + peer.name + " holds " + std::string(misplaced.get(0, 0)) +
-                           " links (e.g. '" + std::string(misplaced.get(0, 1)) +
-                           "') that the ring of --config places on other shards: give --config "
-                           "the ring the cluster serves now");
-      }
-    }
+  for (const auto& [name, count] : misplaced_) {
+    if (count.first == 0) continue;
+    problems.push_back("shard " + name + " holds " + std::to_string(count.first) +
+                       " links (e.g. '" + count.second +
+                       "') that the ring of --config places on other shards: give --config the "
+                       "ring the cluster serves now");
   }
   // Every target must reach its sources the way the subscription will (and only a new pair is
   // checked: one that exists already reached it).
@@ -422,10 +421,38 @@ asio::awaitable<void> Reshard::plan() {
                      pair.moving + ")";
     pairs_.push_back(std::move(pair));
   }
-  for (auto& pair : pairs_) {
-    auto count = co_await sql(peers_[pair.source],
-                              "SELECT count(*) FROM url_table WHERE " + pair.moving);
-    pair.planned = to_int(count.get(0, 0));
+  // One pass over each shard of the old ring in url_id order (its index): the rings decide, here,
+  // where each link is and where it goes, so the shards only read their index and rows.
+  for (auto& peer : peers_) {
+    if (!peer.old_node) continue;
+    std::int64_t rows_here = 0;
+    auto& misplaced = misplaced_[peer.name];
+    std::map<std::string, std::int64_t> leaving;  // by new owner
+    std::string after;
+    for (bool first = true;; first = false) {
+      auto rows = co_await sql(peer,
+                               std::string("SELECT url_id FROM url_table ") +
+                                   (first ? "" : "WHERE url_id > $1 ") + "ORDER BY url_id LIMIT " +
+                                   std::to_string(batch_rows),
+                               first ? args() : args(after));
+      for (int r = 0; r < rows.rows(); ++r) {
+        const std::string_view id = rows.get(r, 0);
+        if (old_ring_.owner_of(id) != *peer.old_node) {
+          if (misplaced.first++ == 0) misplaced.second = std::string(id);
+        }
+        const auto& owner = new_ring_.nodes()[new_ring_.owner_of(id)].name;
+        if (owner != peer.name) ++leaving[owner];
+      }
+      rows_here += rows.rows();
+      if (rows.rows() < batch_rows) break;
+      after = std::string(rows.get(rows.rows() - 1, 0));
+    }
+    rows_[peer.name] = rows_here;
+    for (auto& pair : pairs_) {
+      if (pair.source == static_cast<std::size_t>(&peer - peers_.data())) {
+        pair.planned = leaving[peers_[pair.target].name];
+      }
+    }
   }
 }
 
@@ -713,66 +740,83 @@ asio::awaitable<void> Reshard::count_tutorial_ids() {
 
 // Every moving row of every source is on its target: with its URL and creation time, and deleted
 // if it was deleted on the source (a link deleted since the switch is deleted on the target only).
+// One pass over each source in url_id order (its index); the ring decides, here, which rows
+// moved, so the shard only reads its index and rows.
 asio::awaitable<void> Reshard::verify() {
-  for (auto& pair : pairs_) {
-    Peer& source = peers_[pair.source];
-    Peer& target = peers_[pair.target];
-    std::string after;
-    std::int64_t checked = 0;
+  std::map<std::size_t, bool> sources;
+  for (const auto& pair : pairs_) sources[pair.source] = true;
+  for (const auto& [index, unused] : sources) {
+    Peer& source = peers_[index];
+    std::map<std::size_t, std::int64_t> checked;  // by target peer
     std::int64_t bad = 0;
     std::string example;
-    for (;;) {
+    std::string after;
+    for (bool first = true;; first = false) {
       auto rows = co_await sql(
           source,
-          "SELECT url_id, url, created_at::text, deleted_at IS NOT NULL FROM url_table WHERE (" +
-              pair.moving + ") AND url_id COLLATE \"C\" > $1 ORDER BY url_id COLLATE \"C\" LIMIT " +
-              std::to_string(batch_rows), args(after));
+          std::string("SELECT url_id, url, created_at::text, deleted_at IS NOT NULL FROM url_table ") +
+              (first ? "" : "WHERE url_id > $1 ") + "ORDER BY url_id LIMIT " +
+              std::to_string(batch_rows),
+          first ? args() : args(after));
       if (rows.rows() == 0) break;
-      std::string ids = "{";
+      // The rows of this page that moved, by target.
+      std::map<std::size_t, std::vector<int>> moved;
       for (int r = 0; r < rows.rows(); ++r) {
-        if (r) ids += ',';
-        ids += '"';
-        for (const char c : rows.get(r, 0)) {
-          if (c == '"' || c == '\\') ids += '\\';
-          ids += c;
-        }
-        ids += '"';
-      }
-      ids += '}';
-      auto there = co_await sql(target,
-                                "SELECT url_id, url, created_at::text, deleted_at IS NOT NULL FROM "
-                                "url_table WHERE url_id = ANY($1::text[])", args(ids));
-      std::map<std::string, std::tuple<std::string, std::string, bool>> found;
-      for (int r = 0; r < there.rows(); ++r) {
-        found[std::string(there.get(r, 0))] = {std::string(there.get(r, 1)),
-                                               std::string(there.get(r, 2)), there.get(r, 3) == "t"};
-      }
-      for (int r = 0; r < rows.rows(); ++r) {
-        const std::string id(rows.get(r, 0));
-        const auto it = found.find(id);
-        const bool deleted_here = rows.get(r, 3) == "t";
-        const bool ok = it != found.end() && std::get<0>(it->second) == rows.get(r, 1) &&
-                        std::get<1>(it->second) == rows.get(r, 2) &&
-                        (!deleted_here || std::get<2>(it->second));
-        if (!ok) {
-          ++bad;
-          if (example.empty()) example = id;
+        const auto owner = new_ring_.owner_of(rows.get(r, 0));
+        const auto& name = new_ring_.nodes()[owner].name;
+        if (name == source.name) continue;
+        for (std::size_t p = 0; p < peers_.size(); ++p) {
+          if (peers_[p].name == name) moved[p].push_back(r);
         }
       }
-      checked += rows.rows();
+      for (const auto& [target, indices] : moved) {
+        std::string ids = "{";
+        for (const int r : indices) {
+          if (ids.size() > 1) ids += ',';
+          ids += '"';
+          for (const char c : rows.get(r, 0)) {
+            if (c == '"' || c == '\\') ids += '\\';
+            ids += c;
+          }
+          ids += '"';
+        }
+        ids += '}';
+        auto there = co_await sql(peers_[target],
+                                  "SELECT url_id, url, created_at::text, deleted_at IS NOT NULL FROM "
+                                  "url_table WHERE url_id = ANY($1::text[])",
+                                  args(ids));
+        std::map<std::string, std::tuple<std::string, std::string, bool>> found;
+        for (int r = 0; r < there.rows(); ++r) {
+          found[std::string(there.get(r, 0))] = {std::string(there.get(r, 1)),
+                                                 std::string(there.get(r, 2)), there.get(r, 3) == "t"};
+        }
+        for (const int r : indices) {
+          const auto it = found.find(std::string(rows.get(r, 0)));
+          const bool deleted_here = rows.get(r, 3) == "t";
+          const bool ok = it != found.end() && std::get<0>(it->second) == rows.get(r, 1) &&
+                          std::get<1>(it->second) == rows.get(r, 2) &&
+                          (!deleted_here || std::get<2>(it->second));
+          if (!ok) {
+            ++bad;
+            if (example.empty()) example = std::string(rows.get(r, 0));
+          }
+        }
+        checked[target] += static_cast<std::int64_t>(indices.size());
+      }
       after = std::string(rows.get(rows.rows() - 1, 0));
       if (rows.rows() < batch_rows) break;
+      co_await sleep(pause_between_batches);  // leave the shard to the requests
     }
-    pair.verified = checked;
     if (bad != 0) {
-      throw Failure("verify: " + std::to_string(bad) + " of " + std::to_string(checked) +
-                    " links moving from " + source.name + " to " + target.name +
-                    " differ on the target (e.g. '" + example +
+      throw Failure("verify: " + std::to_string(bad) + " links moving from " + source.name +
+                    " differ on their target (e.g. '" + example +
                     "'); nothing was removed from the sources; look at both shards, then run "
                     "this again");
     }
-    out_ << "verify: " << source.name << " -> " << target.name << ": " << checked
-         << " links, every one on the target\n";
+    for (const auto& [target, count] : checked) {
+      out_ << "verify: " << source.name << " -> " << peers_[target].name << ": " << count
+           << " links, every one on the target\n";
+    }
   }
 }
 
@@ -798,16 +842,36 @@ asio::awaitable<void> Reshard::cleanup() {
   for (const auto& pair : pairs_) sources[pair.source] = true;
   for (const auto& [index, unused] : sources) {
     Peer& source = peers_[index];
-    const std::string leaving =
-        source.new_node ? "NOT (" + owned_by_sql(new_ring_, *source.new_node) + ")" : "true";
+    // One pass in url_id order (its index); the ring decides here which rows left.
     std::int64_t deleted = 0;
-    for (;;) {
-      auto gone = co_await sql(source, "WITH batch AS (SELECT id FROM url_table WHERE " + leaving +
-                                           " LIMIT " + std::to_string(batch_rows) +
-                                           ") DELETE FROM url_table t USING batch WHERE t.id = "
-                                           "batch.id");
-      deleted += static_cast<std::int64_t>(gone.affected_rows());
-      if (gone.affected_rows() == 0) break;
+    std::string after;
+    for (bool first = true;; first = false) {
+      auto rows = co_await sql(source,
+                               std::string("SELECT url_id FROM url_table ") +
+                                   (first ? "" : "WHERE url_id > $1 ") + "ORDER BY url_id LIMIT " +
+                                   std::to_string(batch_rows),
+                               first ? args() : args(after));
+      if (rows.rows() == 0) break;
+      std::string ids = "{";
+      for (int r = 0; r < rows.rows(); ++r) {
+        if (new_ring_.nodes()[new_ring_.owner_of(rows.get(r, 0))].name == source.name) continue;
+        if (ids.size() > 1) ids += ',';
+        ids += '"';
+        for (const char c : rows.get(r, 0)) {
+          if (c == '"' || c == '\\') ids += '\\';
+          ids += c;
+        }
+        ids += '"';
+      }
+      ids += '}';
+      after = std::string(rows.get(rows.rows() - 1, 0));
+      if (ids.size() > 2) {
+        auto gone = co_await sql(source, "DELETE FROM url_table WHERE url_id = ANY($1::text[])",
+                                 args(ids));
+        deleted += static_cast<std::int64_t>(gone.affected_rows());
+      }
+      if (rows.rows() < batch_rows) break;
+      co_await sleep(pause_between_batches);
     }
     out_ << "cleanup: " << source.name << ": " << deleted << " moved links removed\n";
   }
@@ -897,10 +961,6 @@ asio::awaitable<int> Reshard::run() {
     started_ = now_text();
   }
 
-  for (auto& peer : peers_) {
-    auto rows = co_await sql(peer, "SELECT count(*) FROM url_table");
-    if (peer.old_node) rows_[peer.name] = to_int(rows.get(0, 0));
-  }
   co_await plan();
   print_plan();
   if (options_.dry_run) {
