@@ -148,14 +148,14 @@ void Cluster::install(std::shared_ptr<Topology> topology) {
   latest_ = topology->version();
   shards_.forget_tutorial_ids();
   std::shared_ptr<const Topology> ready = std::move(topology);
-  // Every worker switches on its own thread, its cache emptied with it (a link's changes are
-  // announced by the shard that owns it, which may be another one now). Once the last has
+  // Every worker switches on its own thread, and its cache forgets the links that moved (their
+  // changes are announced by their new shard now). Once the last has
   // switched, the shards are told (application_name), so a reshard knows this instance follows.
   auto remaining = std::make_shared<std::size_t>(followers_.size());
   for (std::size_t i = 0; i < followers_.size(); ++i) {
     asio::post(homes_[i], [this, i, ready, remaining] {
       followers_[i]->current_ = ready;
-      caches_.reset_worker(i);
+      caches_.cache(i).forget_moved([&ready](std::string_view id) { return ready->owner_of(id); });
       asio::post(homes_.front(), [this, ready, remaining] {
         if (--*remaining != 0) return;
         shards_.set_ring_version(ready->version());

@@ -83,9 +83,16 @@ void LinkCache::reset_shard(std::size_t shard) {
   shards_[shard].fresh_until = {};
 }
 
-void LinkCache::reset_all() {
+void LinkCache::forget_moved(const std::function<std::size_t(std::string_view id)>& owner) {
   ++generation_;
-  for (auto& shard : shards_) ++shard.epoch;
+  for (auto it = index_.begin(); it != index_.end();) {
+    if (owner(it->first) != it->second->shard) {
+      order_.erase(it->second);
+      it = index_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void CacheGroup::add(boost::asio::any_io_executor executor, LinkCache& cache) {

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <list>
 #include <optional>
@@ -74,9 +75,10 @@ class LinkCache {
   /// The feed of `shard` (re)connected or was lost: no entry of it filled before now is served.
   void reset_shard(std::size_t shard);
 
-  /// The ring changed: no entry filled before now is served (a link's changes are announced by
-  /// the shard that owns it, which may be another one now).
-  void reset_all();
+  /// The ring changed: forgets every entry whose link `owner` (its shard under the new ring) no
+  /// longer places on the shard it was read from, since its changes are announced by its new
+  /// shard now; the others stay. Lookups that started before are not cached (a new generation).
+  void forget_moved(const std::function<std::size_t(std::string_view id)>& owner);
 
   [[nodiscard]] std::size_t size() const noexcept { return index_.size(); }
   [[nodiscard]] bool enabled() const noexcept { return capacity_ > 0; }
@@ -129,8 +131,8 @@ class CacheGroup {
   void post_fresh_until(std::size_t shard, LinkCache::Clock::time_point until) const;
   void post_reset_shard(std::size_t shard) const;
 
-  /// LinkCache::reset_all on worker `i`'s cache; call it on that worker's thread.
-  void reset_worker(std::size_t i) const { members_[i].cache->reset_all(); }
+  /// Worker `i`'s cache, to be touched on that worker's thread only.
+  [[nodiscard]] LinkCache& cache(std::size_t i) const { return *members_[i].cache; }
 
   [[nodiscard]] bool enabled() const noexcept {
     return !members_.empty() && members_.front().cache->enabled();

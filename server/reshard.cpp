@@ -49,10 +49,11 @@ constexpr seconds reconnect_for{120};
 constexpr milliseconds small_lag{300};
 // How long to wait for every running instance to serve the new ring.
 constexpr seconds ack_wait{15};
-// Rows read per page at verify and cleanup, and the pause between pages that leaves the shards
-// to the requests they serve meanwhile.
+// Rows read per page at plan, verify and cleanup. After each page the command pauses twice as long
+// as the page took, so its passes over the shards take a third of their time at most and leave
+// the rest to the requests they serve meanwhile.
 constexpr int batch_rows = 5000;
-constexpr milliseconds pause_between_batches{5};
+constexpr int pause_factor = 2;
 
 struct Failure : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -156,6 +157,8 @@ class Reshard {
                                              std::vector<std::string> args = {});
   asio::awaitable<void> script(Peer& peer, std::string text);
   asio::awaitable<void> sleep(milliseconds how_long);
+  /// After a page of a pass over a shard begun at `started`: sleeps pause_factor times its length.
+  asio::awaitable<void> pause(Clock::time_point started);
   asio::awaitable<void> read_meta(Peer& peer);
   asio::awaitable<void> write_meta_everywhere(const std::vector<std::pair<std::string, std::string>>& values,
                                               bool notify_ring);
@@ -168,6 +171,7 @@ class Reshard {
   asio::awaitable<void> wait_for_instances();
   asio::awaitable<void> verify();
   asio::awaitable<void> count_tutorial_ids();
+  asio::awaitable<void> drop_replication();
   asio::awaitable<void> cleanup();
   asio::awaitable<void> progress();
   asio::awaitable<std::string> mark(Pair& pair);
@@ -197,6 +201,11 @@ class Reshard {
 asio::awaitable<void> Reshard::sleep(milliseconds how_long) {
   asio::steady_timer timer(co_await asio::this_coro::executor, how_long);
   co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+asio::awaitable<void> Reshard::pause(Clock::time_point started) {
+  co_await sleep(std::chrono::duration_cast<milliseconds>(pause_factor * (Clock::now() - started)) +
+                 milliseconds(1));
 }
 
 // Opens the peer's session, takes the reshard lock on it, and keeps retrying a shard that is
@@ -430,11 +439,13 @@ asio::awaitable<void> Reshard::plan() {
     std::map<std::string, std::int64_t> leaving;  // by new owner
     std::string after;
     for (bool first = true;; first = false) {
-      auto rows = co_await sql(peer,
-                               std::string("SELECT url_id FROM url_table ") +
+      const auto page_started = Clock::now();
+      // Named first: a conditional inside a co_await expression is what GCC 12 miscompiles.
+      std::string page = std::string("SELECT url_id FROM url_table ") +
                                    (first ? "" : "WHERE url_id > $1 ") + "ORDER BY url_id LIMIT " +
-                                   std::to_string(batch_rows),
-                               first ? args() : args(after));
+                                   std::to_string(batch_rows);
+      std::vector<std::string> page_args = first ? args() : args(after);
+      auto rows = co_await sql(peer, std::move(page), std::move(page_args));
       for (int r = 0; r < rows.rows(); ++r) {
         const std::string_view id = rows.get(r, 0);
         if (old_ring_.owner_of(id) != *peer.old_node) {
@@ -446,6 +457,7 @@ asio::awaitable<void> Reshard::plan() {
       rows_here += rows.rows();
       if (rows.rows() < batch_rows) break;
       after = std::string(rows.get(rows.rows() - 1, 0));
+      co_await pause(page_started);
     }
     rows_[peer.name] = rows_here;
     for (auto& pair : pairs_) {
@@ -752,12 +764,13 @@ asio::awaitable<void> Reshard::verify() {
     std::string example;
     std::string after;
     for (bool first = true;; first = false) {
-      auto rows = co_await sql(
-          source,
+      const auto page_started = Clock::now();
+      // Named first: a conditional inside a co_await expression is what GCC 12 miscompiles.
+      std::string page =
           std::string("SELECT url_id, url, created_at::text, deleted_at IS NOT NULL FROM url_table ") +
-              (first ? "" : "WHERE url_id > $1 ") + "ORDER BY url_id LIMIT " +
-              std::to_string(batch_rows),
-          first ? args() : args(after));
+          (first ? "" : "WHERE url_id > $1 ") + "ORDER BY url_id LIMIT " + std::to_string(batch_rows);
+      std::vector<std::string> page_args = first ? args() : args(after);
+      auto rows = co_await sql(source, std::move(page), std::move(page_args));
       if (rows.rows() == 0) break;
       // The rows of this page that moved, by target.
       std::map<std::size_t, std::vector<int>> moved;
@@ -805,7 +818,7 @@ asio::awaitable<void> Reshard::verify() {
       }
       after = std::string(rows.get(rows.rows() - 1, 0));
       if (rows.rows() < batch_rows) break;
-      co_await sleep(pause_between_batches);  // leave the shard to the requests
+      co_await pause(page_started);
     }
     if (bad != 0) {
       throw Failure("verify: " + std::to_string(bad) + " links moving from " + source.name +
@@ -820,7 +833,10 @@ asio::awaitable<void> Reshard::verify() {
   }
 }
 
-asio::awaitable<void> Reshard::cleanup() {
+// Once every shard serves the new ring, replication has nothing more to carry and the fences have
+// done their work (every shard refuses statements routed by the old ring: SU001): both go at once,
+// before the verify and the deletes, so that the sources' writes stop paying for them.
+asio::awaitable<void> Reshard::drop_replication() {
   for (auto& pair : pairs_) {
     Peer& source = peers_[pair.source];
     Peer& target = peers_[pair.target];
@@ -835,9 +851,10 @@ asio::awaitable<void> Reshard::cleanup() {
                  "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE "
                  "slot_name LIKE 'shardurl\\_v%' AND NOT active");
   }
-  // Every shard serves the new ring now and refuses statements routed by an older one (SU001),
-  // so the fences have done their work.
   co_await lift_fences();
+}
+
+asio::awaitable<void> Reshard::cleanup() {
   std::map<std::size_t, bool> sources;
   for (const auto& pair : pairs_) sources[pair.source] = true;
   for (const auto& [index, unused] : sources) {
@@ -846,11 +863,13 @@ asio::awaitable<void> Reshard::cleanup() {
     std::int64_t deleted = 0;
     std::string after;
     for (bool first = true;; first = false) {
-      auto rows = co_await sql(source,
-                               std::string("SELECT url_id FROM url_table ") +
+      const auto page_started = Clock::now();
+      // Named first: a conditional inside a co_await expression is what GCC 12 miscompiles.
+      std::string page = std::string("SELECT url_id FROM url_table ") +
                                    (first ? "" : "WHERE url_id > $1 ") + "ORDER BY url_id LIMIT " +
-                                   std::to_string(batch_rows),
-                               first ? args() : args(after));
+                                   std::to_string(batch_rows);
+      std::vector<std::string> page_args = first ? args() : args(after);
+      auto rows = co_await sql(source, std::move(page), std::move(page_args));
       if (rows.rows() == 0) break;
       std::string ids = "{";
       for (int r = 0; r < rows.rows(); ++r) {
@@ -871,7 +890,7 @@ asio::awaitable<void> Reshard::cleanup() {
         deleted += static_cast<std::int64_t>(gone.affected_rows());
       }
       if (rows.rows() < batch_rows) break;
-      co_await sleep(pause_between_batches);
+      co_await pause(page_started);
     }
     out_ << "cleanup: " << source.name << ": " << deleted << " moved links removed\n";
   }
@@ -1020,12 +1039,16 @@ asio::awaitable<int> Reshard::run() {
     phase = "verify";
   }
   if (phase == "verify") {
+    co_await drop_replication();
     co_await verify();
     const MetaValues cleaning{{"move", move_json("cleanup")}};
     co_await write_meta_everywhere(cleaning, false);
     phase = "cleanup";
   }
-  if (phase == "cleanup") co_await cleanup();
+  if (phase == "cleanup") {
+    co_await drop_replication();
+    co_await cleanup();
+  }
   out_ << "done: the cluster serves ring version " << next_ << "; nothing moved is left behind\n";
   co_return 0;
 }

@@ -115,3 +115,18 @@ TEST_CASE("capacity 0 turns the cache off") {
   CHECK_FALSE(cache.find("a", t));
   CHECK_FALSE(cache.enabled());
 }
+
+TEST_CASE("a new ring forgets the links that moved to another shard, and only those") {
+  const auto t = LinkCache::Clock::now();
+  auto cache = fresh_cache(10, 60s, t);
+  put(cache, "stays", "1", t, 0);
+  put(cache, "moves", "2", t, 0);
+  put(cache, "other", "3", t, 1);
+  const auto during = cache.ticket(0);  // a read that started before the switch
+  cache.forget_moved([](std::string_view id) -> std::size_t { return id == "moves" ? 1 : id == "other" ? 1 : 0; });
+  CHECK(cache.find("stays", t));
+  CHECK_FALSE(cache.find("moves", t));
+  CHECK(cache.find("other", t));
+  cache.put("late", "4", "4", 0, during, t);
+  CHECK_FALSE(cache.find("late", t));  // it may have read the shard the link left
+}
