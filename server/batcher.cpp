@@ -174,11 +174,13 @@ asio::awaitable<Outcome> Batcher::submit(std::size_t shard, PendingPtr pending) 
 asio::awaitable<void> Batcher::sweep(std::shared_ptr<Queue> queue) {
   asio::steady_timer tick(queue->home);
   constexpr int idle_ticks = 1000 / static_cast<int>(sweep_every.count());
-  for (int idle = 0; idle < idle_ticks;) {
-    idle = queue->pending.empty() && queue->in_flight.empty() ? idle + 1 : 0;
+  for (int idle = 0;;) {
     tick.expires_after(sweep_every);
     auto [ec] = co_await tick.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec) break;
+    // Judged after the wait: a statement queued during it finds this sweeper still running.
+    idle = queue->pending.empty() && queue->in_flight.empty() ? idle + 1 : 0;
+    if (idle >= idle_ticks) break;
     const auto now = Clock::now();
     const auto expire = [&](Pending& p) {
       if (p.handler && p.deadline <= now) {

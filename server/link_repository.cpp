@@ -133,7 +133,10 @@ asio::awaitable<StoreResult<Rows>> LinkRepository::routed(const std::string& id,
 asio::awaitable<StoreResult<std::optional<StoredLink>>> LinkRepository::find(std::string id,
                                                                             Deadline deadline) {
   std::size_t shard = 0;
-  auto rows = co_await routed(id, Statement{}, {}, 0, deadline, &shard);
+  // Named first: GCC 12 destroys an aggregate temporary in a co_await expression twice.
+  const Statement lookup{};
+  const std::vector<std::string> no_params;
+  auto rows = co_await routed(id, lookup, no_params, 0, deadline, &shard);
   if (!rows) co_return rows.error();
   if (rows->rows() == 0) co_return std::optional<StoredLink>{};
   co_return std::optional<StoredLink>{

@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -97,6 +98,19 @@ bool same_ring(const Config& a, const Config& b) {
   return true;
 }
 
+// 16 hex digits of FNV-1a 64 over a shard's name: part of a replication object's identifier,
+// whatever characters the name holds.
+std::string name_hash(std::string_view name) {
+  std::uint64_t h = 1469598103934665603ULL;
+  for (const char c : name) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+  return text;
+}
+
 std::string now_text() {
   const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   std::tm utc{};
@@ -152,6 +166,8 @@ class Reshard {
   asio::awaitable<int> run();
 
  private:
+  /// Adds a peer for every shard of `config` not known yet, and sets every peer's nodes.
+  void add_peers(const Config& config);
   asio::awaitable<void> connect(Peer& peer);
   asio::awaitable<pgasync::QueryResult> sql(Peer& peer, std::string text,
                                              std::vector<std::string> args = {});
@@ -179,8 +195,8 @@ class Reshard {
   void print_progress(bool final);
   [[nodiscard]] std::string move_json(std::string_view phase) const;
 
-  const Config& from_;
-  const Config& to_;
+  Config from_;  // the ring the move leaves: --config's, or the one a move in progress recorded
+  Config to_;
   ReshardOptions options_;
   std::ostream& out_;
   ring::Ring old_ring_;
@@ -213,17 +229,18 @@ asio::awaitable<void> Reshard::pause(Clock::time_point started) {
 asio::awaitable<void> Reshard::connect(Peer& peer) {
   const auto give_up = Clock::now() + reconnect_for;
   std::string last;
+  const auto executor = co_await asio::this_coro::executor;
   while (Clock::now() < give_up) {
-    auto conn = co_await Connection::connect(co_await asio::this_coro::executor,
-                                             peer.config.conninfo, Clock::now() + seconds(5));
+    auto conn = co_await Connection::connect(executor, peer.config.conninfo, Clock::now() + seconds(5));
     if (conn) {
       auto setup = co_await conn->execute_script(
           "SET application_name = 'shardurl reshard'; SET standard_conforming_strings = on; "
-          "SET client_min_messages = warning; SET synchronous_commit = on",
+          "SET client_min_messages = warning; SET synchronous_commit = on; "
+          "SET TimeZone = 'UTC'; SET DateStyle = 'ISO'",
           Clock::now() + seconds(10));
+      const std::string key = std::to_string(lock_key);
       auto locked = co_await conn->query("SELECT pg_try_advisory_lock($1::bigint)",
-                                         pgasync::params(std::to_string(lock_key)),
-                                         Clock::now() + seconds(10));
+                                         pgasync::params(key), Clock::now() + seconds(10));
       if (setup && locked) {
         if (locked->get(0, 0) != "t") {
           throw Failure("another shardurl reshard is running against shard " + peer.name +
@@ -236,7 +253,12 @@ asio::awaitable<void> Reshard::connect(Peer& peer) {
       last = !setup ? setup.error().describe() : locked.error().describe();
     } else {
       last = conn.error().describe();
-      if (!pgasync::is_server_unavailable(conn.error())) break;
+      // A restarting shard is worth waiting for; a wrong password or database is not.
+      const std::string_view state = conn.error().diag.sqlstate;
+      if (!pgasync::is_server_unavailable(conn.error()) || state.starts_with("28") ||
+          state == "3D000") {
+        break;
+      }
     }
     co_await sleep(milliseconds(500));
   }
@@ -388,7 +410,8 @@ asio::awaitable<void> Reshard::check_preconditions() {
     const std::string conninfo = source.config.replication_conninfo.empty()
                                      ? source.config.conninfo
                                      : source.config.replication_conninfo;
-    if (!target.conn || target.conn->is_broken()) co_await connect(target);
+    // One an interrupted run may have left.
+    co_await script(target, "DROP SUBSCRIPTION IF EXISTS " + probe);
     auto created = co_await target.conn->execute_script(
         "CREATE SUBSCRIPTION " + probe + " CONNECTION " + literal(conninfo) + " PUBLICATION " +
             probe + " WITH (connect = true, enabled = false, create_slot = false, "
@@ -423,8 +446,9 @@ asio::awaitable<void> Reshard::plan() {
     pair.source = index_of(move.from);
     pair.target = index_of(move.to);
     pair.share = move.share;
-    pair.name = "shardurl_v" + std::to_string(next_) + "_" + std::to_string(pair.source) + "_" +
-                std::to_string(pair.target);
+    // Named after the shards, not their order in the files: a resumed run finds the same names.
+    pair.name = "shardurl_v" + std::to_string(next_) + "_" + name_hash(peers_[pair.source].name) +
+                "_" + name_hash(peers_[pair.target].name);
     pair.moving = owned_by_sql(new_ring_, *peers_[pair.target].new_node);
     pair.leftovers = "(" + owned_by_sql(old_ring_, *peers_[pair.source].old_node) + ") AND (" +
                      pair.moving + ")";
@@ -805,10 +829,11 @@ asio::awaitable<void> Reshard::verify() {
         }
         for (const int r : indices) {
           const auto it = found.find(std::string(rows.get(r, 0)));
+          // The target is the link's owner since the switch: a live link may have been deleted
+          // there since, a deleted one restored (with another URL); its creation is its own.
           const bool deleted_here = rows.get(r, 3) == "t";
-          const bool ok = it != found.end() && std::get<0>(it->second) == rows.get(r, 1) &&
-                          std::get<1>(it->second) == rows.get(r, 2) &&
-                          (!deleted_here || std::get<2>(it->second));
+          const bool ok = it != found.end() && std::get<1>(it->second) == rows.get(r, 2) &&
+                          (deleted_here || std::get<0>(it->second) == rows.get(r, 1));
           if (!ok) {
             ++bad;
             if (example.empty()) example = std::string(rows.get(r, 0));
@@ -841,8 +866,9 @@ asio::awaitable<void> Reshard::drop_replication() {
     Peer& source = peers_[pair.source];
     Peer& target = peers_[pair.target];
     // The subscription first: it drops its slot on the source, and nothing the source deletes
-    // below may reach the target.
+    // below may reach the target. (And the reachability check's, if a run died in it.)
     co_await script(target, "DROP SUBSCRIPTION IF EXISTS " + pair.name);
+    co_await script(target, "DROP SUBSCRIPTION IF EXISTS " + pair.name + "_check");
     co_await script(source, "DROP PUBLICATION IF EXISTS " + pair.name);
   }
   // Slots an interrupted attempt may have left (its own, and its initial copy's).
@@ -903,24 +929,23 @@ asio::awaitable<void> Reshard::cleanup() {
   }
 }
 
-asio::awaitable<int> Reshard::run() {
-  // Every shard of either ring, by name; NEW.json's connection string where it names the shard.
-  for (const auto* config : {&to_, &from_}) {
-    for (const auto& shard : config->shards) {
-      if (std::any_of(peers_.begin(), peers_.end(),
-                      [&](const Peer& p) { return p.name == shard.name; })) {
-        continue;
-      }
-      if (shard.conninfo.empty()) {
-        throw Failure("shard " + shard.name + " has no conninfo in the config files");
-      }
-      Peer peer;
-      peer.name = shard.name;
-      peer.config = shard;
-      peers_.push_back(std::move(peer));
+void Reshard::add_peers(const Config& config) {
+  for (const auto& shard : config.shards) {
+    if (std::any_of(peers_.begin(), peers_.end(),
+                    [&](const Peer& p) { return p.name == shard.name; })) {
+      continue;
     }
+    if (shard.conninfo.empty()) {
+      throw Failure("shard " + shard.name + " has no conninfo in the config files");
+    }
+    Peer peer;
+    peer.name = shard.name;
+    peer.config = shard;
+    peers_.push_back(std::move(peer));
   }
   for (auto& peer : peers_) {
+    peer.old_node.reset();
+    peer.new_node.reset();
     for (std::size_t i = 0; i < old_ring_.nodes().size(); ++i) {
       if (old_ring_.nodes()[i].name == peer.name) peer.old_node = i;
     }
@@ -928,6 +953,19 @@ asio::awaitable<int> Reshard::run() {
       if (new_ring_.nodes()[i].name == peer.name) peer.new_node = i;
     }
   }
+}
+
+asio::awaitable<int> Reshard::run() {
+  // Every shard of either ring, by name; NEW.json's connection string where it names the shard.
+  Config files = to_;
+  for (const auto& shard : from_.shards) {
+    if (std::none_of(files.shards.begin(), files.shards.end(),
+                     [&](const ShardConfig& s) { return s.name == shard.name; })) {
+      files.shards.push_back(shard);
+    }
+  }
+  add_peers(to_);
+  add_peers(from_);
   if (old_ring_.hash() != new_ring_.hash()) {
     throw Failure("the two files use different ring hashes (" +
                   std::string(ring::to_string(old_ring_.hash())) + ", " +
@@ -937,29 +975,50 @@ asio::awaitable<int> Reshard::run() {
   for (auto& peer : peers_) co_await connect(peer);
   for (auto& peer : peers_) co_await read_meta(peer);
 
-  // Where the cluster is: the newest ring any shard serves, and a move in progress.
+  // Where the cluster is: the newest ring any shard serves, and a move in progress (the least
+  // advanced state any shard holds of it: they are written shard after shard).
   std::string current_topology;
   std::string move;
+  constexpr std::array<std::string_view, 4> phases = {"copy", "cutover", "verify", "cleanup"};
+  const auto rank = [&](const std::string& state) {
+    const auto phase = std::string(json::parse(state).as_object().at("phase").as_string());
+    return std::find(phases.begin(), phases.end(), phase) - phases.begin();
+  };
   for (auto& peer : peers_) {
     const auto v = to_int(peer.meta["ring_version"]);
     if (v > static_cast<std::int64_t>(version_)) {
       version_ = static_cast<std::uint64_t>(v);
       current_topology = peer.meta["topology"];
     }
-    if (!peer.meta["move"].empty()) move = peer.meta["move"];
+    const std::string& here = peer.meta["move"];
+    if (!here.empty() && (move.empty() || rank(here) < rank(move))) move = here;
   }
   const Config current = current_topology.empty()
                              ? from_
-                             : topology_from_json(version_, current_topology, from_).config();
+                             : topology_from_json(version_, current_topology, files).config();
   std::string phase = "copy";
   if (!move.empty()) {
     const auto state = json::parse(move).as_object();
-    const Config moving_to =
-        topology_from_json(0, json::serialize(state.at("new")), to_).config();
-    if (!same_ring(moving_to, to_)) {
+    const Config recorded_old = topology_from_json(0, json::serialize(state.at("old")), files).config();
+    const Config recorded_new = topology_from_json(0, json::serialize(state.at("new")), files).config();
+    if (!same_ring(recorded_new, to_)) {
       throw Failure("a reshard to another ring (version " +
                     std::to_string(state.at("to").to_number<std::uint64_t>()) +
                     ") is in progress: run it again with its own --to file to finish it first");
+    }
+    if (!same_ring(from_, recorded_old) && !same_ring(from_, recorded_new)) {
+      throw Failure("--config is neither the ring this reshard moves from nor the one it moves to: "
+                    "give the config the cluster served when the reshard started");
+    }
+    // The move's own record decides what moves, whatever --config says (it may be NEW already).
+    from_ = recorded_old;
+    old_ring_ = make_ring(from_);
+    add_peers(from_);
+    for (auto& peer : peers_) {
+      if (!peer.conn) {
+        co_await connect(peer);
+        co_await read_meta(peer);
+      }
     }
     next_ = state.at("to").to_number<std::uint64_t>();
     version_ = state.at("from").to_number<std::uint64_t>();

@@ -254,6 +254,13 @@ Response Routes::store_failure(const StoreError& e) const {
       status = 503;
       detail = "shard " + e.shard + " overloaded";
       break;
+    case StoreError::Kind::stale:
+    case StoreError::Kind::moving:
+      // The repository routes these again until the request's deadline; one that still gets
+      // here is a shard the ring could not settle in time.
+      status = 503;
+      detail = "shard " + e.shard + " unavailable";
+      break;
     case StoreError::Kind::internal: break;
   }
   // Every 5xx has its cause in the log: the shard, the SQLSTATE and the server's message are in

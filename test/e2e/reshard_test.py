@@ -429,7 +429,9 @@ class Reshard(unittest.TestCase):
                 for marker in ("ring version", "rows (", "cutover:", "switched", "verify:", "cleanup:"):
                     killed, output = reshard_killed_at(marker, four, three)
                     self.assertTrue(killed, f"never reached '{marker}':\n{output}")
-                shrunk = reshard("--config", four, "--to", three)
+                # The operator may have put the new config in place already: the move's own
+                # record says what moves.
+                shrunk = reshard("--config", three, "--to", three)
                 records = load.stop()
                 self.assertEqual(shrunk.returncode, 0, shrunk.stdout + shrunk.stderr)
                 self.check_load(records, "shrink 4 -> 3, killed at every step", (a, b))
