@@ -254,7 +254,7 @@ asio::awaitable<void> Reshard::connect(Peer& peer) {
     } else {
       last = conn.error().describe();
       // A restarting shard is worth waiting for; a wrong password or database is not.
-      const std::string_view state = conn.error().diag.sqlstate;
+      const std::string state = conn.error().diag.sqlstate;  // error() returns a copy
       if (!pgasync::is_server_unavailable(conn.error()) || state.starts_with("28") ||
           state == "3D000") {
         break;

@@ -92,7 +92,28 @@ class Cluster:
         self.files = tempfile.mkdtemp(prefix="shardurl-reshard-config-")
 
     def drop(self):
+        # A failed test can leave a move half done: subscriptions first (without their remote
+        # slots, which may be on a server that is gone), then the slots left on the publishers.
         for port in self.ports.values():
+            try:
+                subs = harness.psql(port, "SELECT subname FROM pg_subscription s JOIN pg_database d "
+                                    f"ON d.oid = s.subdbid WHERE d.datname = '{self.db}'", self.db)
+            except RuntimeError:
+                continue
+            for sub in filter(None, subs.split("\n")):
+                harness.psql(port, f"ALTER SUBSCRIPTION {sub} DISABLE", self.db)
+                harness.psql(port, f"ALTER SUBSCRIPTION {sub} SET (slot_name = NONE)", self.db)
+                harness.psql(port, f"DROP SUBSCRIPTION {sub}", self.db)
+        for port in self.ports.values():
+            for _ in range(50):
+                try:
+                    harness.psql(port, "SELECT pg_terminate_backend(active_pid) FROM "
+                                 f"pg_replication_slots WHERE database = '{self.db}' AND active; "
+                                 "SELECT pg_drop_replication_slot(slot_name) FROM "
+                                 f"pg_replication_slots WHERE database = '{self.db}'")
+                    break
+                except RuntimeError:
+                    time.sleep(0.1)  # the walsender had not let go of the slot yet
             harness.psql(port, f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
         shutil.rmtree(self.files, ignore_errors=True)
 
