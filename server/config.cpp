@@ -183,6 +183,20 @@ void parse_http(const json::value& v, Config& config) {
   }
 }
 
+void parse_tls(const json::value& v, TlsConfig& tls) {
+  const auto& obj = as_object(v, "tls");
+  reject_unknown(obj, "tls", {"cert_file", "key_file"});
+  for (const auto& [key, out] : {std::pair{"cert_file", &tls.cert_file},
+                                 std::pair{"key_file", &tls.key_file}}) {
+    const auto* file = obj.if_contains(key);
+    if (file == nullptr) {
+      throw ConfigError(std::string("tls.") + key, "missing: HTTPS needs both cert_file and key_file");
+    }
+    *out = string_field(*file, std::string("tls.") + key);
+    if (out->empty()) throw ConfigError(std::string("tls.") + key, "must not be empty");
+  }
+}
+
 // Fills `out` from `obj[key]` when present: a whole number within [min, max].
 template <class T>
 void optional_int(const json::object& obj, const std::string& parent, std::string_view key, T& out,
@@ -243,7 +257,7 @@ Config parse_config(std::string_view json_text) {
   const auto& root = as_object(doc, "");
   reject_unknown(root, "",
                  {"listen", "ring", "shards", "redirect_status", "max_url_length", "api_keys",
-                  "http", "timeouts", "pool", "health", "cache", "workers"});
+                  "http", "tls", "timeouts", "pool", "health", "cache", "workers"});
 
   Config config;
   if (const auto* listen = root.if_contains("listen")) parse_listen(*listen, config);
@@ -264,6 +278,7 @@ Config parse_config(std::string_view json_text) {
   }
   if (const auto* keys = root.if_contains("api_keys")) parse_api_keys(*keys, config);
   if (const auto* http = root.if_contains("http")) parse_http(*http, config);
+  if (const auto* tls = root.if_contains("tls")) parse_tls(*tls, config.tls);
   if (const auto* workers = root.if_contains("workers")) {
     config.workers = static_cast<unsigned>(int_field(*workers, "workers", 0, 256));
   }

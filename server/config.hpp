@@ -83,6 +83,13 @@ struct CacheConfig {
   std::uint32_t ttl_s = 60;  // bounds how long a delete made through another instance can go unseen
 };
 
+/// HTTPS for the listener: both files set, or neither (plain HTTP).
+struct TlsConfig {
+  std::string cert_file;  // PEM: the server's certificate, then any intermediates
+  std::string key_file;   // PEM: its private key, unencrypted
+  [[nodiscard]] bool enabled() const noexcept { return !cert_file.empty(); }
+};
+
 struct Config {
   std::string listen_host = "127.0.0.1";
   std::uint16_t listen_port = 5001;
@@ -95,6 +102,7 @@ struct Config {
   std::size_t max_url_length = 2048;  // longer URLs are refused with 422
   std::vector<std::string> api_keys;  // for DELETE; also SHARDURL_API_KEYS (comma-separated)
   HttpConfig http;
+  TlsConfig tls;
   TimeoutConfig timeouts;
   PoolSettings pool;
   HealthConfig health;

@@ -6,6 +6,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -19,6 +20,7 @@
 #include <iostream>
 #include <list>
 #include <memory_resource>
+#include <mutex>
 #include <tuple>
 
 #include "header_checks.hpp"
@@ -70,13 +72,26 @@ bool has_forbidden_header_byte(std::string_view bytes) noexcept {
   return found;
 }
 
+// A connection's stream: the socket itself, or TLS over it (the socket stays the connection's, so
+// that the sweeper can cancel either kind through it).
+using TlsStream = beast::ssl_stream<tcp::socket&>;
+
 // Writes the rest of `out` after its first `written` bytes.
-asio::awaitable<beast::error_code> write_rest(tcp::socket& socket, const std::string& out,
+template <class Stream>
+asio::awaitable<beast::error_code> write_rest(Stream& stream, const std::string& out,
                                               std::size_t written) {
   auto [ec, n] = co_await asio::async_write(
-      socket, asio::buffer(out.data() + written, out.size() - written), use_tuple);
+      stream, asio::buffer(out.data() + written, out.size() - written), use_tuple);
   co_return ec;
 }
+
+// The first byte of every TLS connection: a handshake record (RFC 8446 section 5.1).
+constexpr unsigned char tls_handshake_record = 0x16;
+
+// Plain HTTP sent to the HTTPS port is answered in plain HTTP: a client (or a person with curl)
+// that forgot the scheme learns why, instead of reading a TLS alert as garbage.
+constexpr std::string_view plain_http_detail =
+    "this port serves HTTPS only: send the request with https://";
 
 // The Date header (RFC 9110 section 6.6.1), formatted once a second rather than per response.
 // Everything in a server runs on one thread, so the cache needs no lock. shardurl never calls
@@ -196,6 +211,9 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
   struct Worker {
     asio::io_context* io;
     Routes* routes;
+    // This worker's copy, so that set_limits() changes it on the worker's own thread.
+    HttpLimits limits;
+    std::chrono::milliseconds sweep_every{100};
     // Only touched on this worker's thread. `reading`: waiting for (or reading) a request; stop()
     // closes these at once, busy ones close after answering. `writing`: sending an answer.
     // `busy`: waiting for the routes (the shards), under no deadline of the server's own.
@@ -222,23 +240,36 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
     c.phase = nullptr;
   }
 
-  State(const std::vector<HttpWorker>& ws, const tcp::endpoint& endpoint, HttpLimits l)
-      : acceptor(*ws.at(0).io, endpoint), limits(l) {
-    for (const auto& w : ws) workers.push_back(Worker{w.io, w.routes, {}, {}, {}, {}});
-    // Deadlines are enforced to within a twentieth of the shortest timeout (at most 100 ms
-    // late): a sweep looks only at the expired front of each phase, so it costs nothing per
-    // connection that is within its time.
-    sweep_every = std::clamp<std::chrono::milliseconds>(
+  State(const std::vector<HttpWorker>& ws, const tcp::endpoint& endpoint, HttpLimits limits,
+        std::shared_ptr<asio::ssl::context> tls_context)
+      : acceptor(*ws.at(0).io, endpoint), tls(std::move(tls_context)) {
+    for (const auto& w : ws) {
+      workers.push_back(Worker{w.io, w.routes, limits, sweep_period(limits), {}, {}, {}, {}});
+    }
+  }
+
+  // Deadlines are enforced to within a twentieth of the shortest timeout (at most 100 ms late): a
+  // sweep looks only at the expired front of each phase, so it costs nothing per connection that
+  // is within its time.
+  static std::chrono::milliseconds sweep_period(const HttpLimits& limits) {
+    return std::clamp<std::chrono::milliseconds>(
         std::min(limits.read_timeout, limits.write_timeout) / 20, std::chrono::milliseconds(5),
         std::chrono::milliseconds(100));
   }
 
   tcp::acceptor acceptor;  // on the first worker
   std::vector<Worker> workers;
-  HttpLimits limits;
-  std::chrono::milliseconds sweep_every{100};
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> open{0};
+  // HTTPS when set. Each new connection takes the context of the moment, so set_tls() (a reload of
+  // the certificate) applies to the next connection and leaves open ones as they are.
+  std::mutex tls_mutex;
+  std::shared_ptr<asio::ssl::context> tls;
+
+  std::shared_ptr<asio::ssl::context> tls_context() {
+    const std::lock_guard lock(tls_mutex);
+    return tls;
+  }
 
   asio::awaitable<void> accept_loop() {
     auto self = shared_from_this();
@@ -255,7 +286,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
         co_await pause.async_wait(use_tuple);
         continue;
       }
-      if (open.load(std::memory_order_relaxed) >= limits.max_connections) {
+      if (open.load(std::memory_order_relaxed) >= workers.front().limits.max_connections) {
         // Over the cap: refuse this one at once rather than let it queue behind the others.
         socket.close(ec);
         continue;
@@ -263,7 +294,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       socket.set_option(tcp::no_delay(true), ec);
       open.fetch_add(1, std::memory_order_relaxed);
       next = (next + 1) % workers.size();
-      asio::co_spawn(*worker.io, session(worker, std::move(socket)),
+      asio::co_spawn(*worker.io, session(worker, std::move(socket), tls_context()),
                      [](const std::exception_ptr& e) {
                        if (!e) return;
                        try {
@@ -285,7 +316,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
     asio::steady_timer tick(*worker.io);
     while (!(stopping && worker.reading.empty() && worker.busy.empty() && worker.writing.empty() &&
              worker.closing.empty())) {
-      tick.expires_after(sweep_every);
+      tick.expires_after(worker.sweep_every);
       auto [ec] = co_await tick.async_wait(use_tuple);
       if (ec) co_return;
       const auto now = Clock::now();
@@ -314,7 +345,9 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
   // Reads until `buffer` holds a whole header block (up to the blank line). Bytes that can never
   // be part of a header (control characters other than CR, LF and HTAB: binary garbage, a TLS
   // handshake) end it at once instead of waiting out the read deadline.
-  asio::awaitable<HeaderBlock> read_header_block(tcp::socket& stream, beast::flat_buffer& buffer) {
+  template <class Stream>
+  asio::awaitable<HeaderBlock> read_header_block(Stream& stream, beast::flat_buffer& buffer,
+                                                 const HttpLimits& limits) {
     using Status = HeaderBlock::Status;
     std::size_t searched = 0;
     for (;;) {
@@ -337,9 +370,10 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
   // then the body, which is only read when the head is acceptable (a client that sent
   // "Expect: 100-continue" is told to go on first; one whose head decides the answer gets that
   // answer, and no 100).
-  asio::awaitable<ReadOutcome> read_request(tcp::socket& stream, beast::flat_buffer& buffer,
-                                            Parser& parser) {
-    const HeaderBlock header = co_await read_header_block(stream, buffer);
+  template <class Stream>
+  asio::awaitable<ReadOutcome> read_request(Stream& stream, beast::flat_buffer& buffer,
+                                            Parser& parser, const HttpLimits& limits) {
+    const HeaderBlock header = co_await read_header_block(stream, buffer, limits);
     switch (header.status) {
       case HeaderBlock::Status::closed: co_return ReadOutcome{0, {}, true};
       case HeaderBlock::Status::too_large: co_return ReadOutcome{431, "request headers too large"};
@@ -383,7 +417,8 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
   }
 
   // Runs on `worker`'s thread; the accept loop counted it in `open` already.
-  asio::awaitable<void> session(Worker& worker, tcp::socket socket) {
+  asio::awaitable<void> session(Worker& worker, tcp::socket socket,
+                                std::shared_ptr<asio::ssl::context> tls_context) {
     auto self = shared_from_this();
     struct Closed {
       std::atomic<std::size_t>& open;
@@ -394,16 +429,61 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       Connection& c;
       ~Leave() { leave(c); }
     } leave_on_exit{conn};
-    auto& stream = conn.socket;
-    // Synchronous operations on it return would_block instead of waiting (see the write below).
+    // Synchronous operations on it return would_block instead of waiting (see serve_requests).
     beast::error_code ignored;
-    stream.non_blocking(true, ignored);
+    conn.socket.non_blocking(true, ignored);
     beast::flat_buffer buffer;
+    if (!tls_context) {
+      co_await serve_requests(worker, conn, conn.socket, buffer);
+      co_await linger(worker, conn);
+      co_return;
+    }
+    // The handshake counts as reading the first request: a client that connects and sends
+    // nothing, or trickles its hello, is cut off at the read deadline like any other.
+    enter(conn, worker.reading, worker.limits.read_timeout);
+    auto [read_ec, n] = co_await conn.socket.async_read_some(buffer.prepare(1024), use_tuple);
+    buffer.commit(n);
+    if (read_ec || stopping) {
+      co_await linger(worker, conn);
+      co_return;
+    }
+    const auto first = *static_cast<const unsigned char*>(buffer.data().data());
+    if (first != tls_handshake_record) {
+      // An HTTP request starts with a method, in capitals; anything else gets no answer.
+      if (first >= 'A' && first <= 'Z') {
+        std::string out;
+        render_refusal(error_response(400, plain_http_detail), false, {}, out);
+        enter(conn, worker.writing, worker.limits.write_timeout);
+        co_await write_rest(conn.socket, out, 0);
+      }
+      co_await linger(worker, conn);
+      co_return;
+    }
+    TlsStream stream(conn.socket, *tls_context);
+    auto [handshake_ec, used] = co_await stream.async_handshake(
+        asio::ssl::stream_base::server, buffer.data(), use_tuple);
+    if (!handshake_ec) {
+      buffer.consume(used);
+      co_await serve_requests(worker, conn, stream, buffer);
+      // close_notify first (it waits for the client's, within the closing phase's second), then
+      // the same lingering close as plain HTTP.
+      enter(conn, worker.closing, std::chrono::seconds(1));
+      co_await stream.async_shutdown(use_tuple);
+    }
+    co_await linger(worker, conn);
+  }
+
+  // Reads requests and answers them, in order, until the client or the server ends the connection.
+  template <class Stream>
+  asio::awaitable<void> serve_requests(Worker& worker, Connection& conn, Stream& stream,
+                                       beast::flat_buffer& buffer) {
+    constexpr bool plain = std::is_same_v<Stream, tcp::socket>;
     std::string out;  // the response being written, reused
     std::array<std::byte, arena_bytes> arena_memory;
     std::pmr::monotonic_buffer_resource arena(arena_memory.data(), arena_memory.size(),
                                               std::pmr::new_delete_resource());
     for (;;) {
+      const HttpLimits& limits = worker.limits;
       arena.release();  // the last request's parser is gone
       Parser parser(std::piecewise_construct, std::make_tuple(),
                     std::make_tuple(ArenaAllocator(&arena)));
@@ -415,14 +495,14 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
         // session that got here after that cancel ran sees the flag.
         break;
       }
-      const ReadOutcome outcome = co_await read_request(stream, buffer, parser);
+      const ReadOutcome outcome = co_await read_request(stream, buffer, parser, limits);
       enter(conn, worker.busy, std::chrono::milliseconds::max());
       if (outcome.status != 0) {
         if (!stopping) {
           // A HEAD request refused on its head gets the headers of the refusal and no body.
           const bool head = parser.is_header_done() && parser.get().method() == http::verb::head;
           render_refusal(error_response(outcome.status, outcome.detail), head, outcome.header, out);
-          enter(conn, worker.writing, limits.write_timeout);
+          enter(conn, worker.writing, worker.limits.write_timeout);
           co_await write_rest(stream, out, 0);
         }
         break;
@@ -436,22 +516,25 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       const bool keep_alive = req.keep_alive() && !stopping;
       // HEAD: the headers GET would send, Content-Length included, and no body.
       render(response, req.version(), keep_alive, req.method() == http::verb::head, out);
-      // First a non-blocking send, which takes the whole of a small answer whenever the socket's
-      // send buffer has room (nearly always) and costs no trip through the event loop; an
-      // asynchronous write, under the write deadline, only for what it left.
       beast::error_code write_ec;
-      std::size_t written = stream.write_some(asio::buffer(out), write_ec);
-      if (write_ec == asio::error::would_block || write_ec == asio::error::try_again) {
-        write_ec = {};
-        written = 0;
+      std::size_t written = 0;
+      if constexpr (plain) {
+        // First a non-blocking send, which takes the whole of a small answer whenever the
+        // socket's send buffer has room (nearly always) and costs no trip through the event loop;
+        // an asynchronous write, under the write deadline, only for what it left. (TLS has no
+        // such shortcut: OpenSSL's record goes through the stream's asynchronous write.)
+        written = stream.write_some(asio::buffer(out), write_ec);
+        if (write_ec == asio::error::would_block || write_ec == asio::error::try_again) {
+          write_ec = {};
+          written = 0;
+        }
       }
       if (!write_ec && written < out.size()) {
-        enter(conn, worker.writing, limits.write_timeout);
+        enter(conn, worker.writing, worker.limits.write_timeout);
         write_ec = co_await write_rest(stream, out, written);
       }
       if (write_ec || !keep_alive) break;
     }
-    co_await linger(worker, conn);
   }
 
   // Closes gracefully: send FIN, then read and discard what the client still sends until it closes
@@ -464,7 +547,8 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
     beast::error_code ec;
     socket.shutdown(tcp::socket::shutdown_send, ec);
     if (ec) co_return;
-    enter(conn, worker.closing, std::chrono::seconds(1));
+    // A TLS session entered the phase before its close_notify: its second started then.
+    if (conn.phase != &worker.closing) enter(conn, worker.closing, std::chrono::seconds(1));
     std::array<char, 4096> sink{};
     for (;;) {
       auto [read_ec, n] = co_await socket.async_read_some(asio::buffer(sink), use_tuple);
@@ -481,8 +565,8 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
 };
 
 HttpServer::HttpServer(std::vector<HttpWorker> workers, const tcp::endpoint& endpoint,
-                       HttpLimits limits)
-    : state_(std::make_shared<State>(workers, endpoint, limits)) {}
+                       HttpLimits limits, std::shared_ptr<asio::ssl::context> tls)
+    : state_(std::make_shared<State>(workers, endpoint, limits, std::move(tls))) {}
 
 HttpServer::~HttpServer() {
   // The workers' loops have stopped by now (they must outlive the server): close directly.
@@ -511,6 +595,25 @@ void HttpServer::stop() {
       for (auto* c : worker.reading) c->socket.cancel(ignored);
     });
   }
+}
+
+void HttpServer::set_tls(std::shared_ptr<asio::ssl::context> tls) {
+  const std::lock_guard lock(state_->tls_mutex);
+  state_->tls = std::move(tls);
+}
+
+void HttpServer::set_limits(const HttpLimits& limits) {
+  for (auto& worker : state_->workers) {
+    asio::post(*worker.io, [state = state_, &worker, limits] {
+      worker.limits = limits;
+      worker.sweep_every = State::sweep_period(limits);
+    });
+  }
+}
+
+bool HttpServer::serves_tls() const {
+  const std::lock_guard lock(state_->tls_mutex);
+  return state_->tls != nullptr;
 }
 
 std::size_t HttpServer::connections() const noexcept {

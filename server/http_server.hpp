@@ -9,6 +9,10 @@
 #include <memory>
 #include <vector>
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace shardurl {
 
 class Routes;
@@ -40,8 +44,10 @@ struct HttpWorker {
 /// request path is shared between threads. The io_contexts must outlive the server.
 class HttpServer {
  public:
+  /// With `tls`, the listener serves HTTPS only (see make_tls_context()); plain HTTP sent to it
+  /// is answered 400 in plain HTTP and the connection closed.
   HttpServer(std::vector<HttpWorker> workers, const boost::asio::ip::tcp::endpoint& endpoint,
-             HttpLimits limits = {});
+             HttpLimits limits = {}, std::shared_ptr<boost::asio::ssl::context> tls = nullptr);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -54,6 +60,13 @@ class HttpServer {
   /// worker.
   void stop();
 
+  /// New connections use `tls` from now on (a reloaded certificate); open ones keep theirs. The
+  /// server stays HTTPS or HTTP as it started: the caller refuses a change of kind. Any thread.
+  void set_tls(std::shared_ptr<boost::asio::ssl::context> tls);
+  [[nodiscard]] bool serves_tls() const;
+  /// New limits, for each connection's next request (and the acceptor's next connection). Any
+  /// thread: each worker takes them on its own.
+  void set_limits(const HttpLimits& limits);
   /// Connections open now (all workers). Callable from any thread.
   [[nodiscard]] std::size_t connections() const noexcept;
 

@@ -30,6 +30,7 @@
 #include "log.hpp"
 #include "routes.hpp"
 #include "shards.hpp"
+#include "tls.hpp"
 
 namespace shardurl {
 namespace asio = boost::asio;
@@ -107,6 +108,8 @@ int serve(const Config& config) {
     for (auto& key : ApiKeys::parse_list(env)) keys.push_back(std::move(key));
   }
   if (keys.empty()) log::warning("no API keys configured: every DELETE answers 401 or 403");
+  std::shared_ptr<asio::ssl::context> tls;
+  if (config.tls.enabled()) tls = make_tls_context(config.tls);  // throws ConfigError
 
   const unsigned count =
       config.workers != 0 ? config.workers : std::max(1u, std::thread::hardware_concurrency());
@@ -140,7 +143,7 @@ int serve(const Config& config) {
                                          config.listen_port);
   std::optional<HttpServer> server;
   try {
-    server.emplace(http_workers, endpoint, limits);
+    server.emplace(http_workers, endpoint, limits, tls);
   } catch (const boost::system::system_error& e) {
     std::cerr << "shardurl: cannot listen on " << config.listen_host << ":" << config.listen_port
               << ": " << e.code().message() << "\n";
@@ -180,7 +183,7 @@ int serve(const Config& config) {
   signals.async_wait(on_signal);
 
   std::ostringstream started;
-  started << "serving http://" << endpoint << " on " << config.shards.size() << " shards (ring: "
+  started << "serving " << (tls ? "https://" : "http://") << endpoint << " on " << config.shards.size() << " shards (ring: "
           << ring::to_string(config.hash) << ", " << count << (count == 1 ? " worker" : " workers")
           << ")";
   log::info(started.str());

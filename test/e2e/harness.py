@@ -9,12 +9,61 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TUTORIAL_NAMES = ["5432", "5433", "5434"]
+
+
+# SHARDURL_TEST_TLS=1: every Server this process starts serves HTTPS with a certificate made for
+# the run, and connect() and Server.request() speak TLS to it (ctest runs the hostile battery
+# both ways).
+TLS = os.environ.get("SHARDURL_TEST_TLS") == "1"
+_tls_files = {}
+
+
+def tls_files(directory=None):
+    """A CA and a server certificate it signed, for localhost and 127.0.0.1, made with the
+    openssl command once per process: {"ca": PATH, "cert": PATH, "key": PATH}."""
+    if not _tls_files:
+        d = directory or tempfile.mkdtemp(prefix="shardurl-tls-")
+        run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True,
+                                           cwd=d, timeout=60)
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=shardurl test CA")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=localhost")
+        with open(os.path.join(d, "san.ext"), "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+        _tls_files.update(ca=os.path.join(d, "ca.pem"), cert=os.path.join(d, "server.pem"),
+                          key=os.path.join(d, "server.key"), dir=d)
+    return _tls_files
+
+
+def client_tls_context(alpn=("http/1.1",)):
+    """What a careful client uses: the test CA, host name checks, ALPN."""
+    context = ssl.create_default_context(cafile=tls_files()["ca"])
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    return context
+
+
+def connect(port, timeout, tls=None):
+    """A connected socket to 127.0.0.1:port; over TLS (verified) when `tls`, or by default when
+    SHARDURL_TEST_TLS=1."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if TLS if tls is None else tls:
+        try:
+            sock = client_tls_context().wrap_socket(sock, server_hostname="127.0.0.1")
+        except BaseException:
+            sock.close()
+            raise
+    return sock
 
 
 def shard_ports():
@@ -54,14 +103,18 @@ class Server:
     """shardurl serve on a free port; a context manager that stops it with SIGTERM."""
 
     def __init__(self, binary, db="postgres", names=TUTORIAL_NAMES, extra=None, ports=None,
-                 shard_extra=None, env=None):
-        """shard_extra: {name: {field: value}} merged into that shard's config object."""
+                 shard_extra=None, env=None, tls=None):
+        """shard_extra: {name: {field: value}} merged into that shard's config object. tls: serve
+        HTTPS with tls_files() (default: SHARDURL_TEST_TLS)."""
         self.port = free_port()
+        self.tls = TLS if tls is None else tls
         shards = [{"name": name, "conninfo": f"host=127.0.0.1 port={port} user=postgres dbname={db}"}
                   for name, port in zip(names, ports or shard_ports())]
         for shard in shards:
             shard.update((shard_extra or {}).get(shard["name"], {}))
         config = {"listen": f"127.0.0.1:{self.port}", "shards": shards}
+        if self.tls:
+            config["tls"] = {"cert_file": tls_files()["cert"], "key_file": tls_files()["key"]}
         config.update(extra or {})
         self.config_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
         json.dump(config, self.config_file)
@@ -96,8 +149,15 @@ class Server:
             time.sleep(0.05)
         raise RuntimeError(f"shardurl's shards were not all up within {timeout} s:\n{self.output()}")
 
+    def connection(self, timeout=10):
+        """An http.client connection to the server, HTTPS when it serves HTTPS."""
+        if self.tls:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
+                                               context=client_tls_context())
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
     def request(self, method, path, body=None, headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn = self.connection()
         try:
             conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()

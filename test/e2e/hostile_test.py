@@ -22,6 +22,7 @@ import random
 import re
 import select
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -140,7 +141,7 @@ def exchange(port, payload, *, expect=1, timeout=READ_TIMEOUT, head=False, then=
     until `expect` responses are parsed, EOF, a reset, or `timeout` seconds."""
     ex = Exchange(payload)
     started = time.monotonic()
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock = harness.connect(port, timeout)
     try:
         try:
             sock.sendall(payload)
@@ -226,6 +227,8 @@ class Base(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.server = harness.Server(BINARY, extra=cls.extra)
+        if harness.TLS:  # the battery's TLS run must not pass by talking plain HTTP
+            assert "serving https://" in cls.server.output(), cls.server.output()
 
     @classmethod
     def tearDownClass(cls):
@@ -622,7 +625,7 @@ def expect_continue(port, head, body, *, wait=2.0, timeout=READ_TIMEOUT):
     ex = Exchange(head + b"<after 100: " + body[:100] + b">")
     started = time.monotonic()
     buf = b""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+    with harness.connect(port, timeout) as sock:
         sock.sendall(head)
         sent_body = False
         deadline = started + wait
@@ -964,7 +967,7 @@ def slow_client(port, first, trickle, answers, limit=SERVER_READ_DEADLINE_MAX + 
     ex = Exchange(first)
     started = time.monotonic()
     buf = b""
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+    with harness.connect(port, 2) as sock:
         sock.sendall(first)
         next_send = started + 1
         while True:
@@ -972,7 +975,9 @@ def slow_client(port, first, trickle, answers, limit=SERVER_READ_DEADLINE_MAX + 
             if now - started > limit:
                 ex.end = "timeout"
                 break
-            readable, _, _ = select.select([sock], [], [], max(0.0, min(next_send, started + limit) - now))
+            # Over TLS, bytes OpenSSL decrypted already are not on the socket any more.
+            pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+            readable = pending or select.select([sock], [], [], max(0.0, min(next_send, started + limit) - now))[0]
             if readable:
                 try:
                     chunk = sock.recv(65536)
@@ -1058,7 +1063,7 @@ class SlowClients(Base):
         refused = 0
         for i in range(n):
             try:
-                s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+                s = harness.connect(self.port, 2)
                 s.sendall(b"GET /urls/slow")
                 s.setblocking(False)
                 slow.append(s)
@@ -1081,7 +1086,7 @@ class SlowClients(Base):
                     kind = "eof" if not data else "answer " + data.split(b"\r\n")[0].decode("latin-1")
                 except (ConnectionResetError, BrokenPipeError):
                     kind = "reset"
-                except BlockingIOError:
+                except (BlockingIOError, ssl.SSLWantReadError):
                     continue
                 closed_at[i] = now - opened[i]
                 how[i] = kind
@@ -1096,7 +1101,7 @@ class SlowClients(Base):
                             continue
                         try:
                             s.send(b"a")
-                        except (BlockingIOError, InterruptedError):
+                        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
                             pass
                         except OSError:
                             closed_at[i] = now - opened[i]
