@@ -66,6 +66,14 @@ void LinkCache::put(std::string_view id, std::string_view url, std::string_view 
   index_.emplace(order_.front().id, order_.begin());
 }
 
+void LinkCache::configure(std::size_t capacity, std::chrono::seconds ttl, Clock::time_point now) {
+  capacity_ = capacity;
+  ttl_ = ttl;
+  ++generation_;  // a lookup under way fills under the new limits, or not at all
+  while (index_.size() > capacity_) erase(index_.find(order_.back().id));
+  for (auto& entry : order_) entry.expires = std::min(entry.expires, now + ttl_);
+}
+
 void LinkCache::evict(std::string_view id) {
   ++generation_;
   if (const auto it = index_.find(id); it != index_.end()) erase(it);

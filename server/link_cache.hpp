@@ -80,6 +80,10 @@ class LinkCache {
   /// shard now; the others stay. Lookups that started before are not cached (a new generation).
   void forget_moved(const std::function<std::size_t(std::string_view id)>& owner);
 
+  /// New limits (a reload): the least recently used entries beyond `capacity` go (all of them
+  /// for 0, which turns the cache off), and no entry outlives `ttl` from now.
+  void configure(std::size_t capacity, std::chrono::seconds ttl, Clock::time_point now);
+
   [[nodiscard]] std::size_t size() const noexcept { return index_.size(); }
   [[nodiscard]] bool enabled() const noexcept { return capacity_ > 0; }
 

@@ -149,7 +149,7 @@ int run_serve(int argc, char** argv) {
   int status = 0;
   if (!load(argc, argv, config, path, status)) return status;
   try {
-    return shardurl::serve(config);
+    return shardurl::serve(config, path);
   } catch (const shardurl::ConfigError& e) {
     std::cerr << "shardurl: config " << path << ": " << e.what() << "\n";
     return exit_config;

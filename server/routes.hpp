@@ -77,6 +77,12 @@ class Routes {
   /// as GET; the server drops the body.
   boost::asio::awaitable<Response> handle(const Request& request);
 
+  /// New settings and keys (a reload), for requests from now on. On this worker's thread.
+  void reconfigure(RouteSettings settings, ApiKeys keys) {
+    settings_ = settings;
+    keys_ = std::move(keys);
+  }
+
   /// Every route handle() answers. test/unit checks it against openapi.json both ways.
   static std::span<const RouteInfo> table() noexcept;
 

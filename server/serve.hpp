@@ -5,8 +5,9 @@
 
 namespace shardurl {
 
-/// Serves `config` on one thread until a stop signal. Returns the process exit status.
-/// Throws ConfigError when the configuration lacks what serving needs (a shard's conninfo).
-int serve(const Config& config);
+/// Serves `config` until a stop signal (SIGINT, SIGTERM); SIGHUP re-reads `config_path` (empty:
+/// none, the built-in default). Returns the process exit status. Throws ConfigError when the
+/// configuration lacks what serving needs (a shard's conninfo, usable TLS files).
+int serve(const Config& config, const std::string& config_path = {});
 
 }  // namespace shardurl

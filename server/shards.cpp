@@ -88,7 +88,9 @@ void throw_exception_from_error(const StoreError& e, const boost::source_locatio
 Shards::Shards(std::vector<asio::any_io_executor> homes, const Config& config,
                std::string session_script, std::string instance, MetaListener on_meta)
     : homes_(std::move(homes)),
-      timeouts_(config.timeouts),
+      connect_ms_(config.timeouts.connect_ms),
+      query_ms_(config.timeouts.query_ms),
+      pool_wait_ms_(config.timeouts.pool_wait_ms),
       policy_{milliseconds(config.health.interval_up_ms),
               milliseconds(config.health.interval_down_ms)},
       session_script_(std::move(session_script)),
@@ -109,13 +111,24 @@ std::size_t Shards::add(const ShardConfig& config) {
   pool.max_size = pool_size_;
   // Only the shard's drain loops acquire, never more of them than sessions: nobody waits here.
   pool.max_waiters = pool_size_;
-  pool.connect_timeout = milliseconds(timeouts_.connect_ms);
+  pool.connect_timeout = milliseconds(connect_ms_.load(std::memory_order_relaxed));
   if (config.pool_mode == PoolMode::session) pool.session_script = session_script_;
   shards_[slot] =
       std::make_unique<Shard>(homes_[slot % homes_.size()], config, std::move(pool), policy_);
   count_.store(slot + 1, std::memory_order_release);
   if (started_) asio::co_spawn(shards_[slot]->home, probe_loop(slot), asio::detached);
   return slot;
+}
+
+void Shards::set_timeouts(const TimeoutConfig& timeouts) {
+  connect_ms_.store(timeouts.connect_ms, std::memory_order_relaxed);
+  query_ms_.store(timeouts.query_ms, std::memory_order_relaxed);
+  pool_wait_ms_.store(timeouts.pool_wait_ms, std::memory_order_relaxed);
+  for (std::size_t i = 0; i < size(); ++i) {
+    asio::post(shards_[i]->home, [shard = shards_[i].get(), ms = timeouts.connect_ms] {
+      shard->pool.set_connect_timeout(milliseconds(ms));
+    });
+  }
 }
 
 std::optional<std::size_t> Shards::slot_of(std::string_view name) const {
@@ -182,7 +195,7 @@ void Shards::forget_tutorial_ids() noexcept {
 }
 
 Clock::time_point Shards::query_deadline() const noexcept {
-  return Clock::now() + milliseconds(timeouts_.query_ms);
+  return Clock::now() + milliseconds(query_ms_.load(std::memory_order_relaxed));
 }
 
 bool Shards::prepared_statements(std::size_t i) const noexcept {
@@ -211,11 +224,11 @@ std::optional<StoreError> Shards::refusal(std::size_t i) const {
 asio::awaitable<StoreResult<pgasync::Lease>> Shards::acquire(std::size_t i) {
   Shard& shard = *shards_[i];
   if (auto refused = refusal(i)) co_return std::move(*refused);
-  auto lease = co_await shard.pool.acquire(Clock::now() + milliseconds(timeouts_.pool_wait_ms));
+  auto lease = co_await shard.pool.acquire(Clock::now() + milliseconds(pool_wait_ms_.load(std::memory_order_relaxed)));
   if (!lease && prepared_statement_lost(lease.error())) {
     // The new session's PREPAREs met a server session that has them already.
     use_unnamed_statements(i, lease.error().describe());
-    lease = co_await shard.pool.acquire(Clock::now() + milliseconds(timeouts_.pool_wait_ms));
+    lease = co_await shard.pool.acquire(Clock::now() + milliseconds(pool_wait_ms_.load(std::memory_order_relaxed)));
   }
   if (lease) co_return std::move(*lease);
   using pgasync::Errc;
@@ -291,7 +304,7 @@ asio::awaitable<void> Shards::probe_loop(std::size_t i) {
       conn.reset();
       labelled.clear();
       auto opened = co_await pgasync::Connection::connect(
-          shard.home, shard.config.conninfo, Clock::now() + milliseconds(timeouts_.connect_ms));
+          shard.home, shard.config.conninfo, Clock::now() + milliseconds(connect_ms_.load(std::memory_order_relaxed)));
       if (opened) {
         conn.emplace(std::move(*opened));
       } else if (!closed_) {

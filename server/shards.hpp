@@ -163,13 +163,20 @@ class Shards {
   /// whatever server session it likes, so named statements come and go. Logged once.
   void use_unnamed_statements(std::size_t i, const std::string& why);
 
+  /// connect_ms, query_ms and pool_wait_ms for statements and sessions from now on (a reload).
+  /// Callable from any thread.
+  void set_timeouts(const TimeoutConfig& timeouts);
+
  private:
   struct Shard;
   boost::asio::awaitable<void> probe_loop(std::size_t i);
   void publish(std::size_t i);
 
   std::vector<boost::asio::any_io_executor> homes_;
-  TimeoutConfig timeouts_;
+  // Read on every shard's home thread, changed by set_timeouts() from the main one.
+  std::atomic<std::uint32_t> connect_ms_;
+  std::atomic<std::uint32_t> query_ms_;
+  std::atomic<std::uint32_t> pool_wait_ms_;
   HealthPolicy policy_;
   std::string session_script_;
   std::size_t pool_size_;

@@ -218,6 +218,10 @@ void ShardPool::set_session_script(std::string script) {
   state_->config.session_script = std::move(script);
 }
 
+void ShardPool::set_connect_timeout(std::chrono::milliseconds timeout) {
+  state_->config.connect_timeout = timeout;
+}
+
 void ShardPool::close() noexcept {
   state_->close();
 }

@@ -116,10 +116,13 @@ class Server:
         if self.tls:
             config["tls"] = {"cert_file": tls_files()["cert"], "key_file": tls_files()["key"]}
         config.update(extra or {})
+        self.config = config
         self.config_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
         json.dump(config, self.config_file)
         self.config_file.close()
-        self.log = tempfile.TemporaryFile()
+        # O_APPEND: output() seeks the shared file description, the server must still write at
+        # the end (without it, a read while the server logs would make it overwrite old lines).
+        self.log = tempfile.TemporaryFile(mode="a+b")
         self.proc = subprocess.Popen([binary, "serve", "--config", self.config_file.name],
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      env=None if env is None else {**os.environ, **env})
@@ -134,6 +137,23 @@ class Server:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"shardurl did not start:\n{self.output()}")
             time.sleep(0.05)
+
+    def reload(self, config=None, text=None, timeout=10):
+        """Rewrites the config file (`config` as JSON, or `text` as is), sends SIGHUP and waits
+        for the server's "SIGHUP:" log line about it, which it returns."""
+        with open(self.config_file.name, "w") as f:
+            f.write(text if text is not None else json.dumps(config))
+        if config is not None:
+            self.config = config
+        before = self.output().count("SIGHUP:")
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lines = [line for line in self.output().splitlines() if "SIGHUP:" in line]
+            if len(lines) > before:
+                return lines[before]
+            time.sleep(0.02)
+        raise RuntimeError(f"no SIGHUP line within {timeout} s:\n{self.output()[-3000:]}")
 
     def wait_ready(self, timeout=20):
         """Waits until /readyz says every shard is up (probed once at least): the first requests

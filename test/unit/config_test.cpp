@@ -151,3 +151,22 @@ TEST_CASE("messages say what is wrong, in one line") {
   CHECK_THAT(syntax, Contains("not valid JSON at line 2"));
   CHECK(syntax.find('\n') == std::string::npos);
 }
+
+TEST_CASE("tls: both files or none") {
+  const auto config = parse_config(
+      R"({"tls": {"cert_file": "/etc/shardurl/cert.pem", "key_file": "/etc/shardurl/key.pem"},
+          "shards": [{"name": "a"}]})");
+  CHECK(config.tls.enabled());
+  CHECK(config.tls.cert_file == "/etc/shardurl/cert.pem");
+  CHECK(config.tls.key_file == "/etc/shardurl/key.pem");
+  CHECK_FALSE(parse_config(R"({"shards": [{"name": "a"}]})").tls.enabled());
+  CHECK(field_of(R"({"tls": {"cert_file": "c"}, "shards": [{"name": "a"}]})") == "tls.key_file");
+  CHECK(field_of(R"({"tls": {"key_file": "k"}, "shards": [{"name": "a"}]})") == "tls.cert_file");
+  CHECK(field_of(R"({"tls": {"cert_file": "", "key_file": "k"}, "shards": [{"name": "a"}]})") ==
+        "tls.cert_file");
+  CHECK(field_of(R"({"tls": {"cert_file": 1, "key_file": "k"}, "shards": [{"name": "a"}]})") ==
+        "tls.cert_file");
+  CHECK(field_of(R"({"tls": {"cert_file": "c", "key_file": "k", "ca_file": "x"},
+                     "shards": [{"name": "a"}]})") == "tls.ca_file");
+  CHECK(field_of(R"({"tls": true, "shards": [{"name": "a"}]})") == "tls");
+}

@@ -130,3 +130,46 @@ TEST_CASE("a new ring forgets the links that moved to another shard, and only th
   cache.put("late", "4", "4", 0, during, t);
   CHECK_FALSE(cache.find("late", t));  // it may have read the shard the link left
 }
+
+TEST_CASE("configure: a smaller capacity keeps the most recently used, a shorter TTL applies to "
+          "entries already cached, 0 turns the cache off") {
+  const auto t = LinkCache::Clock::now();
+  auto cache = fresh_cache(10, 60s, t);
+  for (const char* id : {"a", "b", "c", "d"}) put(cache, id, id, t);
+  REQUIRE(cache.find("a", t));  // a is now the most recently used, then d, c, b
+
+  SECTION("shrink") {
+    cache.configure(2, 60s, t);
+    CHECK(cache.size() == 2);
+    CHECK(cache.find("a", t));
+    CHECK(cache.find("d", t));
+    CHECK_FALSE(cache.find("b", t));
+    put(cache, "e", "e", t);  // the new capacity holds from now on
+    CHECK(cache.size() == 2);
+  }
+  SECTION("a shorter TTL") {
+    cache.configure(10, 5s, t);
+    CHECK(cache.find("b", t + 4s));
+    CHECK_FALSE(cache.find("c", t + 6s));
+    put(cache, "e", "e", t + 10s);
+    CHECK(cache.find("e", t + 14s));
+    CHECK_FALSE(cache.find("e", t + 16s));
+  }
+  SECTION("a longer TTL does not lengthen what is cached") {
+    cache.configure(10, 600s, t);
+    CHECK_FALSE(cache.find("b", t + 61s));
+  }
+  SECTION("off") {
+    const auto ticket = cache.ticket(0);
+    cache.configure(0, 60s, t);
+    CHECK_FALSE(cache.enabled());
+    CHECK(cache.size() == 0);
+    cache.put("f", "f", "f", 0, ticket, t);
+    CHECK_FALSE(cache.find("f", t));
+    cache.configure(10, 60s, t);  // and on again: a lookup from before the reload is not kept
+    cache.put("f", "f", "f", 0, ticket, t);
+    CHECK_FALSE(cache.find("f", t));
+    put(cache, "f", "f", t);
+    CHECK(cache.find("f", t));
+  }
+}

@@ -105,6 +105,9 @@ class ShardPool {
   /// sessions already open keep what they ran.
   void set_session_script(std::string script);
 
+  /// How long sessions opened from now on may take to connect (PoolConfig::connect_timeout).
+  void set_connect_timeout(std::chrono::milliseconds timeout);
+
   /// Closes idle connections and fails every waiter with pool_closed; later acquire() calls fail
   /// the same way. Leased connections are closed when their Leases end. Idempotent.
   void close() noexcept;
