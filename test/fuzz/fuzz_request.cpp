@@ -7,6 +7,9 @@
 //   3 alias_problem, is_reserved, is_plausible_id
 //   4 location_value: only visible ASCII, idempotent
 //   5 parse_target on the raw bytes, then the checks a route applies to what it decoded
+// and, whatever the rest: an input starting with 0x16 (a TLS handshake record, as every TLS
+// connection starts) is the client's side of a handshake with the HTTPS listener's OpenSSL
+// context (make_tls_context: versions, ALPN selection), on memory BIOs.
 // Every property is checked with FUZZ_CHECK, which aborts, so a violation is a crash for
 // libFuzzer and for fuzz_replay alike.
 #include <boost/beast/core/flat_buffer.hpp>
@@ -22,8 +25,23 @@
 #include <string_view>
 #include <variant>
 
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <boost/asio/ssl/context.hpp>
+#include <filesystem>
+#include <memory>
+
+#include <unistd.h>
+
 #include "header_checks.hpp"
 #include "request_target.hpp"
+#include "tls.hpp"
 #include "validation.hpp"
 
 namespace {
@@ -189,8 +207,71 @@ void drive_parser(std::string_view input, std::size_t piece) {
 
 }  // namespace
 
+// The listener's context, with a throwaway self-signed certificate written once per process.
+boost::asio::ssl::context& tls_context() {
+  static const std::shared_ptr<boost::asio::ssl::context> context = [] {
+    EVP_PKEY* key = EVP_EC_gen("P-256");
+    X509* cert = X509_new();
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+    X509_set_pubkey(cert, key);
+    X509_NAME* name = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
+    X509_set_issuer_name(cert, name);
+    X509_sign(cert, key, EVP_sha256());
+    const auto dir = std::filesystem::temp_directory_path() /
+                     ("shardurl-fuzz-tls-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    shardurl::TlsConfig files{(dir / "cert.pem").string(), (dir / "key.pem").string()};
+    FILE* out = std::fopen(files.cert_file.c_str(), "w");
+    PEM_write_X509(out, cert);
+    std::fclose(out);
+    out = std::fopen(files.key_file.c_str(), "w");
+    PEM_write_PrivateKey(out, key, nullptr, nullptr, 0, nullptr, nullptr);
+    std::fclose(out);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    auto made = shardurl::make_tls_context(files);
+    std::filesystem::remove_all(dir);
+    return made;
+  }();
+  return *context;
+}
+
+// The server's side of a handshake whose client sent `bytes`: it must end in a clean "wants
+// more" or a refusal, and whatever protocol it agreed on is http/1.1 (or none).
+void drive_tls(std::string_view bytes) {
+  SSL* ssl = SSL_new(tls_context().native_handle());
+  BIO* in = BIO_new(BIO_s_mem());
+  BIO* out = BIO_new(BIO_s_mem());
+  SSL_set_bio(ssl, in, out);  // ssl owns both now
+  SSL_set_accept_state(ssl);
+  BIO_write(in, bytes.data(), static_cast<int>(bytes.size()));
+  const int result = SSL_do_handshake(ssl);
+  const int error = SSL_get_error(ssl, result);
+  FUZZ_CHECK(result == 1 || error == SSL_ERROR_WANT_READ || error == SSL_ERROR_SSL ||
+             error == SSL_ERROR_SYSCALL || error == SSL_ERROR_ZERO_RETURN);
+  const unsigned char* alpn = nullptr;
+  unsigned int alpn_length = 0;
+  SSL_get0_alpn_selected(ssl, &alpn, &alpn_length);
+  FUZZ_CHECK(alpn_length == 0 ||
+             std::string_view(reinterpret_cast<const char*>(alpn), alpn_length) == "http/1.1");
+  // What the server would send (ServerHello or an alert) is at most a few kilobytes.
+  FUZZ_CHECK(BIO_ctrl_pending(out) < 16 * 1024);
+  FUZZ_CHECK(SSL_version(ssl) == 0 || SSL_version(ssl) >= TLS1_2_VERSION ||
+             result != 1);
+  SSL_free(ssl);
+  ERR_clear_error();
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
+  if (data[0] == 0x16) {
+    drive_tls(std::string_view(reinterpret_cast<const char*>(data), size));
+    return 0;
+  }
   const std::string_view all(reinterpret_cast<const char*>(data), size);
   const std::string_view rest = all.substr(1);
   switch (data[0] % 6) {

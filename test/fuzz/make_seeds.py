@@ -4,9 +4,10 @@
 The first byte of an input chooses what fuzz_request.cpp drives: '0' Beast's request parser
 (one buffer) and then the head's checks and the target, '1' the parser fed in pieces (the second byte: piece size = byte % 16 + 1, so '0'
 is 1 byte and '7' is 8 bytes), '2' url_problem, '3' alias_problem, '4' location_value,
-'5' parse_target. Run it again after editing; fuzzer-found inputs (hex names) are left alone.
+'5' parse_target; 0x16 (a TLS record) the HTTPS listener's handshake. Run it again after editing; fuzzer-found inputs (hex names) are left alone.
 """
 import os
+import ssl
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -108,6 +109,40 @@ TARGETS = [b"/urls?full_url=https://www.postgresql.org/", b"/urls/ab%2Fcd", b"/u
            b"http://x:8x/urls", b"/urls?full_url=a&full_url=b%"]
 
 
+def client_hello(minimum=None, maximum=None, alpn=None, sni="localhost"):
+    """The first flight of a real client (Python's OpenSSL), as it reaches the HTTPS listener."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if minimum:
+        context.minimum_version = minimum
+    if maximum:
+        context.maximum_version = maximum
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = context.wrap_bio(incoming, outgoing, server_hostname=sni)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+V12, V13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
+# Inputs starting with 0x16 (every TLS record of a handshake does) drive the TLS handshake.
+CLIENT_HELLOS = {
+    "tls13-alpn-h2-http11": dict(alpn=["h2", "http/1.1"]),
+    "tls13-alpn-http11": dict(alpn=["http/1.1"]),
+    "tls13-alpn-h2-only": dict(alpn=["h2"]),
+    "tls13-alpn-many": dict(alpn=["spdy/3", "http/1.0", "h3", "http/1.1x", "http/1.1"]),
+    "tls13-no-alpn": dict(),
+    "tls13-no-sni": dict(sni=None),
+    "tls12-only-alpn-http11": dict(minimum=V12, maximum=V12, alpn=["http/1.1"]),
+    "tls12-only-no-alpn": dict(minimum=V12, maximum=V12),
+}
+
+
 def main() -> int:
     os.makedirs(CORPUS, exist_ok=True)
     seeds = {}
@@ -120,6 +155,8 @@ def main() -> int:
                                  ("location", b"4", LOCATIONS), ("target", b"5", TARGETS)):
         for i, value in enumerate(values):
             seeds[f"{kind}-{i:02d}"] = prefix + value
+    for name, spec in CLIENT_HELLOS.items():
+        seeds[f"tls-{name}"] = client_hello(**spec)
     for name, data in seeds.items():
         with open(os.path.join(CORPUS, f"seed-{name}"), "wb") as f:
             f.write(data)
