@@ -54,6 +54,17 @@ def http_call(port, method, path, body=None, headers=None):
         conn.close()
 
 
+# Headless, as root (no sandbox), nothing in the background, every host name unresolvable (only
+# 127.0.0.1 is reachable), DevTools on fds 3 and 4.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+    "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-extensions", "--disable-default-apps",
+    "--no-proxy-server", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--window-size=1200,1400", "--remote-debugging-pipe",
+]
+
+
 class Chromium:
     """Headless Chromium, one tab, driven over the DevTools protocol: JSON messages separated by
     NUL bytes, commands on the browser's fd 3 and answers and events on its fd 4."""
@@ -71,16 +82,17 @@ class Chromium:
             os.dup2(r, 3)
             os.dup2(w, 4)
 
-        self.proc = subprocess.Popen(
-            [executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--disable-quic", "--no-first-run", "--no-default-browser-check",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-extensions", "--disable-default-apps", "--no-proxy-server",
-             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-             "--window-size=1200,1400", "--user-data-dir=" + self.profile,
-             "--remote-debugging-pipe", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=self.stderr, stderr=self.stderr,
-            preexec_fn=onto_fds_3_and_4, close_fds=False)
+        try:
+            self.proc = subprocess.Popen(
+                [executable, *CHROMIUM_FLAGS, "--user-data-dir=" + self.profile, "about:blank"],
+                stdin=subprocess.DEVNULL, stdout=self.stderr, stderr=self.stderr,
+                preexec_fn=onto_fds_3_and_4, close_fds=False)
+        except OSError:
+            for fd in (commands_r, self.commands, self.answers, answers_w):
+                os.close(fd)
+            self.stderr.close()
+            shutil.rmtree(self.profile, ignore_errors=True)
+            raise
         os.close(commands_r)
         os.close(answers_w)
         self.buffer = b""
@@ -202,22 +214,27 @@ class DocsPage(unittest.TestCase):
                                "installs it): this test fails rather than skip")
         cls.started = time.monotonic()
         cls.server = harness.Server(BINARY, extra={"api_keys": [KEY]})
-        cls.server.wait_ready()
         cls.base = f"http://127.0.0.1:{cls.server.port}"
-        cls.browser = Chromium(executable)
+        cls.browser = None
         try:
+            cls.server.wait_ready()
+            cls.browser = Chromium(executable)
             cls.browser.open_tab()
             cls.browser.send("Page.navigate", {"url": cls.base + "/docs"})
             cls.browser.wait_for("['ready', 'error'].includes(document.body && document.body.dataset.state)")
         except Exception as e:
-            logged = [entry["entry"]["text"] for entry in cls.browser.events_named("Log.entryAdded")]
+            logged = [entry["entry"]["text"] for entry in cls.browser.events_named("Log.entryAdded")
+                      ] if cls.browser else []
             cls.tearDownClass()
-            raise RuntimeError(f"the page never finished loading; the browser logged: {logged}") from e
+            raise RuntimeError(f"no page to test (see the cause above); the browser logged: {logged}") from e
 
     @classmethod
     def tearDownClass(cls):
-        cls.browser.close()
-        cls.server.stop()
+        if cls.browser:
+            cls.browser.close()
+        output = cls.server.output()
+        code = cls.server.stop()
+        assert code == 0, f"shardurl exited {code}:\n{output}"  # a sanitizer's report, say
         print(f"\ndocs_page_test: {time.monotonic() - cls.started:.1f} s with Chromium", file=sys.stderr)
 
     def spec(self):
