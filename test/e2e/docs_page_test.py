@@ -150,12 +150,16 @@ class Chromium:
 
     def wait_for(self, expression, timeout=10):
         deadline = time.monotonic() + timeout
+        failure = None
         while time.monotonic() < deadline:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError as e:  # e.g. the page navigating away from about:blank just then
+                failure, value = e, None
             if value:
                 return value
             time.sleep(0.05)
-        raise TimeoutError(f"never true in the page: {expression}")
+        raise TimeoutError(f"never true in the page: {expression} (last error: {failure})")
 
     def events_named(self, method):
         return [e["params"] for e in self.events if e.get("method") == method]
