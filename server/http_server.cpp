@@ -145,6 +145,7 @@ void render(const Response& r, unsigned version, bool keep_alive, bool head, std
   header("Location: "sv, r.location);
   header("Cache-Control: "sv, r.cache_control);
   header("Allow: "sv, r.allow);
+  header("Content-Security-Policy: "sv, r.content_security_policy);
   // RFC 9110 section 8.6: no Content-Length on 1xx and 204 (and 304, which shardurl never sends).
   const bool bodiless = r.status < 200 || r.status == 204 || r.status == 304;
   if (!bodiless) {

@@ -18,6 +18,7 @@ std::string_view openapi_json() noexcept {
         "parameters": [
           {"name": "full_url", "in": "query", "required": false,
            "description": "The URL to shorten (the tutorial's form). Required unless a JSON body is sent. Given twice, the last one counts.",
+           "example": "https://www.postgresql.org/",
            "schema": {"type": "string", "maxLength": 2048}},
           {"name": "X-Api-Key", "in": "header", "required": false,
            "description": "Only to restore a deleted alias (JSON form). A key that is given must be valid (else 403).",
@@ -146,6 +147,15 @@ std::string_view openapi_json() noexcept {
                               "content": {"application/json": {"schema": {"type": "object"}}}}}
       },
       "head": {"summary": "This document (headers only)", "responses": {"200": {"description": "OpenAPI 3 document"}}}
+    },
+    "/docs": {
+      "get": {
+        "summary": "This API as an interactive page",
+        "description": "An HTML page that reads /openapi.json, shows every operation and sends requests to this server from the browser (Try it out). Self-contained: it loads nothing from elsewhere, and its Content-Security-Policy lets it talk to this server only.",
+        "responses": {"200": {"description": "The page",
+                              "content": {"text/html": {"schema": {"type": "string"}}}}}
+      },
+      "head": {"summary": "The page (headers only)", "responses": {"200": {"description": "The page"}}}
     }
   },
   "components": {
@@ -161,6 +171,7 @@ std::string_view openapi_json() noexcept {
     "schemas": {
       "CreateLink": {
         "type": "object", "required": ["url"], "additionalProperties": false,
+        "example": {"url": "https://www.postgresql.org/docs/"},
         "properties": {
           "url": {"type": "string", "maxLength": 2048,
                   "description": "An absolute http or https URL with a host; no whitespace or control characters. Stored and returned exactly as given."},

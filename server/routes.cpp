@@ -4,6 +4,7 @@
 
 #include <array>
 
+#include "docs_page.hpp"
 #include "link_cache.hpp"
 #include "log.hpp"
 #include "link_repository.hpp"
@@ -22,12 +23,13 @@ namespace {
 
 constexpr std::size_t max_id_length = 64;
 
-constexpr std::array<RouteInfo, 6> routes = {{
+constexpr std::array<RouteInfo, 7> routes = {{
     {"/urls", "POST"},
     {"/urls/{url_id}", "GET, HEAD, DELETE"},
     {"/healthz", "GET, HEAD"},
     {"/readyz", "GET, HEAD"},
     {"/openapi.json", "GET, HEAD"},
+    {"/docs", "GET, HEAD"},
     {"/{url_id}", "GET, HEAD"},
 }};
 
@@ -75,6 +77,16 @@ std::string_view allow_for(std::string_view path) {
     if (route.path == path) return route.methods;
   }
   return "GET, HEAD";
+}
+
+// The API page. The policy lets it run only its own inline script and style and talk only to
+// this server (no CDN, no other origin).
+Response docs_page() {
+  Response r;
+  r.body = std::string(docs_page_html());
+  r.content_type = "text/html; charset=utf-8";
+  r.content_security_policy = docs_page_csp();
+  return r;
 }
 
 // Ids longer than any stored id are refused before they reach a shard.
@@ -187,6 +199,10 @@ asio::awaitable<Response> Routes::handle(const Request& request) {
   if (path.size() == 1 && path[0] == "openapi.json") {
     if (!is_read(method)) return answered(method_not_allowed(allow_for("/openapi.json")));
     return answered(json_answer(200, std::string(openapi_json())));
+  }
+  if (path.size() == 1 && path[0] == "docs") {
+    if (!is_read(method)) return answered(method_not_allowed(allow_for("/docs")));
+    return answered(docs_page());
   }
   if (path.size() == 1 && !is_reserved(path[0])) {
     if (auto refused = implausible_id(path[0])) return answered(std::move(*refused));

@@ -44,6 +44,7 @@ struct Response {
   std::string location;            // Location, when not empty (already percent-encoded)
   std::string_view cache_control;  // Cache-Control, when not empty
   std::string_view allow;          // Allow (405), when not empty
+  std::string_view content_security_policy;  // Content-Security-Policy, when not empty
 };
 
 /// {"detail": detail}, the shape of every error body.
