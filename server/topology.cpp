@@ -31,7 +31,9 @@ std::string without_password(const std::string& conninfo) {
   if (!options) return conninfo;
   std::string out;
   for (const PQconninfoOption* o = options.get(); o->keyword != nullptr; ++o) {
-    if (o->val == nullptr || std::string_view(o->keyword) == "password") continue;
+    const std::string_view key = o->keyword;
+    // sslpassword unlocks the client key (sslkey): as secret as the password itself.
+    if (o->val == nullptr || key == "password" || key == "sslpassword") continue;
     if (!out.empty()) out += ' ';
     out += o->keyword;
     out += '=';

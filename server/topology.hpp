@@ -57,8 +57,9 @@ class Topology {
 /// (where this instance keeps its passwords). Throws ConfigError when the document is not one.
 Topology topology_from_json(std::uint64_t version, std::string_view json, const Config& local);
 
-/// `conninfo` without its password (key=value or URI form), for metadata that other processes
-/// read. Returns it unchanged when libpq cannot parse it.
+/// `conninfo` without its secrets, `password` and `sslpassword` (key=value or URI form), for
+/// metadata that other processes read and for messages; every other option (sslmode,
+/// sslrootcert, sslcert, ...) is kept as written. Returns it unchanged when libpq cannot parse it.
 std::string without_password(const std::string& conninfo);
 
 }  // namespace shardurl
