@@ -2,6 +2,7 @@
 #include "pgasync/connection.hpp"
 
 #include <libpq-fe.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 
 #include <algorithm>
@@ -90,6 +91,24 @@ struct Connection::Impl {
     return !ec;
   }
 
+  // With TLS, libpq decrypts at most one record per read and only as much of it as fits in its
+  // input buffer; the rest stays inside OpenSSL, already taken off the socket. A record larger
+  // than that room (a server or pooler may send records of up to 16 KiB) thus leaves bytes that
+  // no socket readiness will ever announce: waiting on the socket then stalls until more arrives
+  // or the deadline passes. libpq's own waits (pqSocketCheck) look here first, and so do ours.
+  [[nodiscard]] bool tls_input_pending() const noexcept {
+    if (conn == nullptr) return false;
+    const auto* ssl = static_cast<const SSL*>(PQsslStruct(conn, "OpenSSL"));
+    return ssl != nullptr && SSL_pending(ssl) > 0;
+  }
+
+  // Whether a read would find something now: decrypted bytes inside OpenSSL, or a readable socket.
+  [[nodiscard]] bool input_waiting() const noexcept {
+    if (tls_input_pending()) return true;
+    pollfd pfd{PQsocket(conn), POLLIN, 0};
+    return ::poll(&pfd, 1, 0) > 0;
+  }
+
   Error lost(std::string message = {}) {
     if (message.empty() && conn != nullptr) message = trimmed(PQerrorMessage(conn));
     close();
@@ -108,7 +127,9 @@ struct Connection::Impl {
   // Waits until the socket is readable and/or writable, or the deadline passes. The poll() first
   // is essential: Asio's reactor is edge-triggered and async_wait does not check the socket, so
   // readiness that arrived before the wait (already drained from epoll) would never complete it.
+  // Input OpenSSL already holds counts as readable (see tls_input_pending).
   asio::awaitable<Ready> wait(bool readable, bool writable, Deadline deadline) {
+    if (readable && tls_input_pending()) co_return Ready::yes;
     pollfd pfd{socket.native_handle(), 0, 0};
     if (readable) pfd.events |= POLLIN;
     if (writable) pfd.events |= POLLOUT;
@@ -637,8 +658,7 @@ bool Connection::check_alive() noexcept {
   // which PQconsumeInput reads as data, then EOF, which only the next read sees. So read and
   // parse until the socket is quiet; a few rounds cover FATAL + EOF (and rare ParameterStatus).
   for (int round = 0; round < 4; ++round) {
-    pollfd pfd{PQsocket(conn), POLLIN, 0};
-    if (::poll(&pfd, 1, 0) <= 0) return true;
+    if (!impl_->input_waiting()) return true;
     if (PQconsumeInput(conn) == 0 || PQstatus(conn) == CONNECTION_BAD) break;
     (void)PQisBusy(conn);  // parses what arrived (a FATAL while idle becomes a notice)
   }

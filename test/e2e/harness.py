@@ -103,13 +103,17 @@ class Server:
     """shardurl serve on a free port; a context manager that stops it with SIGTERM."""
 
     def __init__(self, binary, db="postgres", names=TUTORIAL_NAMES, extra=None, ports=None,
-                 shard_extra=None, env=None, tls=None):
+                 shard_extra=None, env=None, tls=None, shards=None, port=None):
         """shard_extra: {name: {field: value}} merged into that shard's config object. tls: serve
-        HTTPS with tls_files() (default: SHARDURL_TEST_TLS)."""
-        self.port = free_port()
+        HTTPS with tls_files() (default: SHARDURL_TEST_TLS). shards: the config's whole "shards"
+        list instead of one per port of the suite's shards. port: where to listen instead of a
+        free port the kernel picks."""
+        self.port = port or free_port()
         self.tls = TLS if tls is None else tls
-        shards = [{"name": name, "conninfo": f"host=127.0.0.1 port={port} user=postgres dbname={db}"}
-                  for name, port in zip(names, ports or shard_ports())]
+        if shards is None:
+            shards = [{"name": name,
+                       "conninfo": f"host=127.0.0.1 port={port} user=postgres dbname={db}"}
+                      for name, port in zip(names, ports or shard_ports())]
         for shard in shards:
             shard.update((shard_extra or {}).get(shard["name"], {}))
         config = {"listen": f"127.0.0.1:{self.port}", "shards": shards}

@@ -87,7 +87,10 @@ class Connection {
   /// Opens a session. `conninfo` is libpq's "key=value ..." or URI form. A failure carries the
   /// server's SQLSTATE in its diagnostics when the server (or a pooler) sent one. Host names are resolved
   /// with Asio's asynchronous resolver and handed to libpq as hostaddr (every address of every
-  /// host, tried in order), so libpq never blocks in DNS; `host` is kept for TLS and messages.
+  /// host, tried in order), so libpq never blocks in DNS; `host` is kept for TLS and messages:
+  /// with sslmode=verify-full libpq checks the server's certificate against the host NAME
+  /// written in the conninfo, not the address it connected to. Every ssl* option is passed to
+  /// libpq as written (libpq reads the certificate files it names during the connect).
   /// Unix-socket hosts and an explicit hostaddr are used as given. Hosts from a service file are
   /// not resolved here; do not use `service=` with host names.
   /// Fails with connection_failed (with libpq's message), timeout or cancelled.
