@@ -179,7 +179,8 @@ class Tls(unittest.TestCase):
             for _ in range(30):
                 start = time.monotonic()
                 status, body = post(server, unique("down"))
-                self.assertLess(time.monotonic() - start, 2.5)  # never a hang
+                # Never a hang: well within the request deadline (2 s) plus a slow machine.
+                self.assertLess(time.monotonic() - start, 5)
                 if status == 200:
                     self.assertEqual(body["server"]["hostname"], "a")
                     answered["a"] = answered.get("a", 0) + 1
