@@ -20,6 +20,13 @@ check "shards run with wal_level=logical (shardurl reshard)" grep -q "wal_level=
 check "the app waits for healthy shards" grep -q "condition: service_healthy" <<<"$rendered"
 check "the app is built from the repo's Containerfile" grep -q "dockerfile: server/container/Containerfile" <<<"$rendered"
 check "the Containerfile exists" test -f server/container/Containerfile
+check "shardurl is published on 127.0.0.1:5001" grep -q "127.0.0.1:5001:5001" <<<"$rendered"
+check "shard-5433 is published on 127.0.0.1:5433" grep -q "127.0.0.1:5433:5432" <<<"$rendered"
+moved=$(SHARDURL_HTTP_PORT=29001 SHARDURL_SHARD_5433_PORT=29433 docker-compose -f compose.yaml config 2>&1)
+check "SHARDURL_HTTP_PORT moves shardurl's published port" grep -q "127.0.0.1:29001:5001" <<<"$moved"
+check "SHARDURL_SHARD_5433_PORT moves shard-5433's" grep -q "127.0.0.1:29433:5432" <<<"$moved"
+check "the app has a health check on /healthz" grep -q "5001/healthz" <<<"$rendered"
+check "the build context leaves out build trees" grep -qx '\*' .dockerignore
 check "the image's config is accepted by shardurl" \
   bash -c "printf 'k\n' | '$binary' ring --config server/container/shardurl.json | grep -q '^k	543[234]$'"
 echo "$passed passed, $failed failed"
