@@ -22,6 +22,7 @@
 #include <tuple>
 
 #include "header_checks.hpp"
+#include "metrics.hpp"
 #include "routes.hpp"
 
 namespace shardurl {
@@ -166,8 +167,13 @@ constexpr std::string_view continue_100 = "HTTP/1.1 100 Continue\r\n\r\n";
 // An h2c client with prior knowledge starts with this preface (RFC 9113 section 3.4).
 constexpr std::string_view http2_preface = "PRI * HTTP/2.0\r\n\r\n";
 
-Request to_request(const Parser::value_type& req) {
-  Request out{req.method(), req.target(), req.body(), req[http::field::content_type], std::nullopt};
+Request to_request(const Parser::value_type& req, std::chrono::steady_clock::time_point received) {
+  Request out{.method = req.method(),
+              .target = req.target(),
+              .body = req.body(),
+              .content_type = req[http::field::content_type],
+              .api_key = std::nullopt,
+              .received = received};
   if (const auto key = req.find("X-Api-Key"); key != req.end()) out.api_key = key->value();
   return out;
 }
@@ -196,6 +202,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
   struct Worker {
     asio::io_context* io;
     Routes* routes;
+    WorkerMetrics* metrics;
     // Only touched on this worker's thread. `reading`: waiting for (or reading) a request; stop()
     // closes these at once, busy ones close after answering. `writing`: sending an answer.
     // `busy`: waiting for the routes (the shards), under no deadline of the server's own.
@@ -224,7 +231,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
 
   State(const std::vector<HttpWorker>& ws, const tcp::endpoint& endpoint, HttpLimits l)
       : acceptor(*ws.at(0).io, endpoint), limits(l) {
-    for (const auto& w : ws) workers.push_back(Worker{w.io, w.routes, {}, {}, {}, {}});
+    for (const auto& w : ws) workers.push_back(Worker{w.io, w.routes, w.metrics, {}, {}, {}, {}});
     // Deadlines are enforced to within a twentieth of the shortest timeout (at most 100 ms
     // late): a sweep looks only at the expired front of each phase, so it costs nothing per
     // connection that is within its time.
@@ -419,11 +426,16 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       enter(conn, worker.busy, std::chrono::milliseconds::max());
       if (outcome.status != 0) {
         if (!stopping) {
+          const auto read_at = Clock::now();
           // A HEAD request refused on its head gets the headers of the refusal and no body.
           const bool head = parser.is_header_done() && parser.get().method() == http::verb::head;
           render_refusal(error_response(outcome.status, outcome.detail), head, outcome.header, out);
           enter(conn, worker.writing, limits.write_timeout);
           co_await write_rest(stream, out, 0);
+          const bool known = parser.is_header_done();
+          worker.metrics->observe_refusal(outcome.status,
+                                          known ? parser.get().method() : http::verb::unknown,
+                                          known ? parser.get().target() : "", read_at, out.size());
         }
         break;
       }
@@ -431,7 +443,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       auto& req = parser.get();
       // Named, not a temporary inside the co_await: GCC 12 destroys an aggregate temporary in a
       // co_await expression twice (docs/notes.md).
-      const Request request = to_request(req);
+      const Request request = to_request(req, Clock::now());
       Response response = co_await worker.routes->handle(request);
       const bool keep_alive = req.keep_alive() && !stopping;
       // HEAD: the headers GET would send, Content-Length included, and no body.
@@ -449,6 +461,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
         enter(conn, worker.writing, limits.write_timeout);
         write_ec = co_await write_rest(stream, out, written);
       }
+      worker.metrics->observe(request, response, out.size());
       if (write_ec || !keep_alive) break;
     }
     co_await linger(worker, conn);

@@ -47,6 +47,8 @@ class Client:
             conn.request(method, path, body=payload, headers=hdrs)
             resp = conn.getresponse()
             data = resp.read()
+            if data and not (resp.getheader("Content-Type") or "").startswith("application/json"):
+                return resp.status, dict(resp.getheaders()), data.decode()  # /metrics: text
             return resp.status, dict(resp.getheaders()), (json.loads(data) if data else None)
         finally:
             conn.close()
