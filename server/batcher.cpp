@@ -11,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <deque>
 #include <list>
 #include <optional>
@@ -84,11 +85,28 @@ struct Batcher::Queue {
   std::list<std::vector<PendingPtr>*> in_flight;  // batches sent and not answered yet
   std::size_t running = 0;                         // drain loops alive
   bool sweeping = false;
+  QueueStats counters;  // queued and in_flight are counted when asked for (Batcher::stats)
+
+  void count(const StoreError& error) noexcept {
+    ++counters.errors[static_cast<std::size_t>(error.kind)];
+  }
+
+  void count_batch(std::size_t size) noexcept {
+    // Bucket i holds sizes up to 2^i: bit_width(size - 1) is that i.
+    const auto i = static_cast<std::size_t>(std::bit_width(size - 1));
+    ++counters.batches[std::min(i, batch_size_bounds.size())];
+    counters.batched += size;
+  }
 
   // Answers `p` unless it was answered already (its deadline passed first). Posted, not called:
   // the waiting request resumes on its own turn of the loop, not inside ours.
-  void answer(Pending& p, Outcome result) const {
+  void answer(Pending& p, Outcome result) {
     if (!p.handler) return;
+    if (result) {
+      ++counters.statements;
+    } else {
+      count(result.error());
+    }
     asio::post(home, [handler = std::move(p.handler), result = std::move(result)]() mutable {
       std::move (*handler)(std::move(result));
     });
@@ -104,6 +122,15 @@ Batcher::Batcher(Shards& shards, Limits limits)
 
 void Batcher::add(std::size_t slot) {
   queues_[slot] = std::make_shared<Queue>(slot, shards_.home(slot));
+}
+
+Batcher::QueueStats Batcher::stats(std::size_t shard) const {
+  const Queue& queue = *queues_[shard];
+  QueueStats out = queue.counters;
+  out.queued = queue.pending.size();
+  out.in_flight = 0;
+  for (const auto* batch : queue.in_flight) out.in_flight += batch->size();
+  return out;
 }
 
 Batcher::~Batcher() = default;
@@ -143,14 +170,21 @@ asio::awaitable<Outcome> Batcher::on_home(std::size_t shard, PendingPtr pending)
 
 asio::awaitable<Outcome> Batcher::submit(std::size_t shard, PendingPtr pending) {
   const std::shared_ptr<Queue>& queue = queues_[shard];
-  if (auto refusal = shards_.refusal(shard)) co_return std::move(*refusal);
+  if (auto refusal = shards_.refusal(shard)) {
+    queue->count(*refusal);
+    co_return std::move(*refusal);
+  }
   if (queue->pending.size() >= limits_.max_queued && queue->running >= limits_.max_running) {
-    co_return StoreError{StoreError::Kind::shard_overloaded, shards_.name(shard),
-                         "statement queue full"};
+    StoreError full{StoreError::Kind::shard_overloaded, shards_.name(shard),
+                    "statement queue full"};
+    queue->count(full);
+    co_return full;
   }
   if (pending->deadline <= Clock::now()) {
-    co_return StoreError{StoreError::Kind::shard_timeout, shards_.name(shard),
-                         "the request's deadline passed before its statement was queued"};
+    StoreError late{StoreError::Kind::shard_timeout, shards_.name(shard),
+                    "the request's deadline passed before its statement was queued"};
+    queue->count(late);
+    co_return late;
   }
   co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(Outcome)>(
       [&](auto handler) {
@@ -285,6 +319,7 @@ asio::awaitable<void> Batcher::run_batch(Queue& queue, pgasync::Connection& conn
     }
     if (!lookups.empty()) calls.push_back(call_for(limits_.lookup, all.subspan(offset, 1)));
 
+    queue.count_batch(statements.size() + lookups.size());
     auto results = co_await conn.execute_pipeline(calls, shards_.query_deadline());
     if (!results) {
       const StoreError error = shards_.failed(shard, results.error());

@@ -23,6 +23,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -116,6 +117,26 @@ class Batcher {
                                                    std::string key, Deadline deadline);
 
   [[nodiscard]] const Shards& shards() const noexcept { return shards_; }
+
+  /// Upper bounds of the batch size histogram's buckets (statements per pipeline, lookups
+  /// counted one each); a last bucket takes the larger ones.
+  static constexpr std::array<std::size_t, 9> batch_size_bounds = {1,  2,  4,   8,  16,
+                                                                   32, 64, 128, 256};
+
+  /// What one shard's queue holds now and did so far, for /metrics.
+  struct QueueStats {
+    std::size_t queued = 0;        // statements waiting for a session
+    std::size_t in_flight = 0;     // statements in pipelines that have not answered yet
+    std::uint64_t statements = 0;  // statements answered with their rows
+    /// Statements answered with an error, by StoreError::Kind (refused at once included).
+    std::array<std::uint64_t, store_error_kinds> errors{};
+    /// Pipelines sent, by batch_size_bounds bucket (not cumulative), and their statements.
+    std::array<std::uint64_t, batch_size_bounds.size() + 1> batches{};
+    std::uint64_t batched = 0;
+  };
+  /// Shard `shard`'s queue. Only on the shard's home thread, for a slot add() made there or
+  /// before (on the thread that adds shards).
+  [[nodiscard]] QueueStats stats(std::size_t shard) const;
 
  private:
   struct Pending;

@@ -71,6 +71,7 @@ class Cluster {
   [[nodiscard]] Shards& shards() noexcept { return shards_; }
   [[nodiscard]] const Shards& shards() const noexcept { return shards_; }
   [[nodiscard]] Batcher& batcher() noexcept { return batcher_; }
+  [[nodiscard]] const Batcher& batcher() const noexcept { return batcher_; }
   /// Worker `i`'s follower.
   [[nodiscard]] RingFollower& follower(std::size_t i) noexcept { return *followers_[i]; }
 

@@ -232,6 +232,25 @@ void parse_health(const json::value& v, HealthConfig& h) {
   optional_int(obj, "health", "interval_down_ms", h.interval_down_ms, 10, 600'000);
 }
 
+void parse_log(const json::value& v, log::Settings& settings) {
+  const auto& obj = as_object(v, "log");
+  reject_unknown(obj, "log", {"format", "access"});
+  if (const auto* format = obj.if_contains("format")) {
+    const std::string text = string_field(*format, "log.format");
+    if (text == "text") {
+      settings.format = log::Format::text;
+    } else if (text == "json") {
+      settings.format = log::Format::json;
+    } else {
+      throw ConfigError("log.format", "must be \"text\" or \"json\"");
+    }
+  }
+  if (const auto* access = obj.if_contains("access")) {
+    if (!access->is_bool()) throw ConfigError("log.access", "must be true or false");
+    settings.access = access->get_bool();
+  }
+}
+
 // "line L, column C" of a byte offset, for syntax errors a person can find.
 std::string location(std::string_view text, std::size_t offset) {
   offset = std::min(offset, text.size());
@@ -257,7 +276,7 @@ Config parse_config(std::string_view json_text) {
   const auto& root = as_object(doc, "");
   reject_unknown(root, "",
                  {"listen", "ring", "shards", "redirect_status", "max_url_length", "api_keys",
-                  "http", "tls", "timeouts", "pool", "health", "cache", "workers"});
+                  "http", "tls", "timeouts", "pool", "health", "cache", "workers", "log"});
 
   Config config;
   if (const auto* listen = root.if_contains("listen")) parse_listen(*listen, config);
@@ -291,6 +310,7 @@ Config parse_config(std::string_view json_text) {
     optional_int(obj, "cache", "entries", config.cache.entries, 0, 100'000'000);
     optional_int(obj, "cache", "ttl_s", config.cache.ttl_s, 1, 86'400);
   }
+  if (const auto* l = root.if_contains("log")) parse_log(*l, config.log);
   try {
     (void)make_ring(config);  // the ring's own limits, such as its total number of points
   } catch (const std::invalid_argument& e) {

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "log.hpp"
 #include "ring/ring.hpp"
 
 namespace shardurl {
@@ -107,6 +108,8 @@ struct Config {
   PoolSettings pool;
   HealthConfig health;
   CacheConfig cache;
+  // "log": {"format": "text" | "json", "access": false | true}
+  log::Settings log;
 };
 
 /// A configuration the service cannot use. `field` is a path such as `shards[1].weight`.

@@ -24,6 +24,7 @@
 #include <tuple>
 
 #include "header_checks.hpp"
+#include "metrics.hpp"
 #include "routes.hpp"
 
 namespace shardurl {
@@ -182,8 +183,13 @@ constexpr std::string_view continue_100 = "HTTP/1.1 100 Continue\r\n\r\n";
 // An h2c client with prior knowledge starts with this preface (RFC 9113 section 3.4).
 constexpr std::string_view http2_preface = "PRI * HTTP/2.0\r\n\r\n";
 
-Request to_request(const Parser::value_type& req) {
-  Request out{req.method(), req.target(), req.body(), req[http::field::content_type], std::nullopt};
+Request to_request(const Parser::value_type& req, std::chrono::steady_clock::time_point received) {
+  Request out{.method = req.method(),
+              .target = req.target(),
+              .body = req.body(),
+              .content_type = req[http::field::content_type],
+              .api_key = std::nullopt,
+              .received = received};
   if (const auto key = req.find("X-Api-Key"); key != req.end()) out.api_key = key->value();
   return out;
 }
@@ -212,6 +218,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
   struct Worker {
     asio::io_context* io;
     Routes* routes;
+    WorkerMetrics* metrics;
     // This worker's copy, so that set_limits() changes it on the worker's own thread.
     HttpLimits limits;
     std::chrono::milliseconds sweep_every{100};
@@ -245,7 +252,8 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
         std::shared_ptr<asio::ssl::context> tls_context)
       : acceptor(*ws.at(0).io, endpoint), tls(std::move(tls_context)) {
     for (const auto& w : ws) {
-      workers.push_back(Worker{w.io, w.routes, limits, sweep_period(limits), {}, {}, {}, {}});
+      workers.push_back(
+          Worker{w.io, w.routes, w.metrics, limits, sweep_period(limits), {}, {}, {}, {}});
     }
   }
 
@@ -452,10 +460,12 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
     if (first != tls_handshake_record) {
       // An HTTP request starts with a method, in capitals; anything else gets no answer.
       if (first >= 'A' && first <= 'Z') {
+        const auto read_at = Clock::now();
         std::string out;
         render_refusal(error_response(400, plain_http_detail), false, {}, out);
         enter(conn, worker.writing, worker.limits.write_timeout);
         co_await write_rest(conn.socket, out, 0);
+        worker.metrics->observe_refusal(400, http::verb::unknown, "", read_at, out.size());
       }
       co_await linger(worker, conn);
       co_return;
@@ -500,11 +510,16 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       enter(conn, worker.busy, std::chrono::milliseconds::max());
       if (outcome.status != 0) {
         if (!stopping) {
+          const auto read_at = Clock::now();
           // A HEAD request refused on its head gets the headers of the refusal and no body.
           const bool head = parser.is_header_done() && parser.get().method() == http::verb::head;
           render_refusal(error_response(outcome.status, outcome.detail), head, outcome.header, out);
           enter(conn, worker.writing, worker.limits.write_timeout);
           co_await write_rest(stream, out, 0);
+          const bool known = parser.is_header_done();
+          worker.metrics->observe_refusal(outcome.status,
+                                          known ? parser.get().method() : http::verb::unknown,
+                                          known ? parser.get().target() : "", read_at, out.size());
         }
         break;
       }
@@ -512,7 +527,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
       auto& req = parser.get();
       // Named, not a temporary inside the co_await: GCC 12 destroys an aggregate temporary in a
       // co_await expression twice (docs/notes.md).
-      const Request request = to_request(req);
+      const Request request = to_request(req, Clock::now());
       Response response = co_await worker.routes->handle(request);
       const bool keep_alive = req.keep_alive() && !stopping;
       // HEAD: the headers GET would send, Content-Length included, and no body.
@@ -534,6 +549,7 @@ struct HttpServer::State : std::enable_shared_from_this<State> {
         enter(conn, worker.writing, worker.limits.write_timeout);
         write_ec = co_await write_rest(stream, out, written);
       }
+      worker.metrics->observe(request, response, out.size());
       if (write_ec || !keep_alive) break;
     }
   }

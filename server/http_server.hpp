@@ -16,6 +16,7 @@ class context;
 namespace shardurl {
 
 class Routes;
+class WorkerMetrics;
 
 /// Limits every connection lives under. The defaults are what `shardurl serve` uses.
 struct HttpLimits {
@@ -30,10 +31,12 @@ struct HttpLimits {
 };
 
 /// One event loop that serves connections: its io_context runs on one thread, and `routes` (with
-/// everything behind it) belongs to that thread.
+/// everything behind it) and `metrics` belong to that thread. `metrics` observes every answer
+/// written and every request refused (WorkerMetrics::observe).
 struct HttpWorker {
   boost::asio::io_context* io;
   Routes* routes;
+  WorkerMetrics* metrics;
 };
 
 /// Accepts on `endpoint` and serves each connection with its worker's routes: keep-alive,

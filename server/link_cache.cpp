@@ -17,17 +17,26 @@ void LinkCache::erase(decltype(index_)::iterator it) {
 std::optional<LinkCache::Hit> LinkCache::find(std::string_view id, Clock::time_point now) {
   if (capacity_ == 0) return std::nullopt;
   const auto it = index_.find(id);
-  if (it == index_.end()) return std::nullopt;
+  if (it == index_.end()) {
+    ++stats_.misses;
+    return std::nullopt;
+  }
   const Entry& entry = *it->second;
   const ShardView& shard = shards_[entry.shard];
   if (entry.epoch != shard.epoch || entry.expires <= now) {
     erase(it);
+    ++stats_.evicted_expired;
+    ++stats_.misses;
     return std::nullopt;
   }
   // The feed is behind: keep the entry (it may be right), but do not vouch for it now.
-  if (now >= shard.fresh_until) return std::nullopt;
+  if (now >= shard.fresh_until) {
+    ++stats_.misses;
+    return std::nullopt;
+  }
   order_.splice(order_.begin(), order_, it->second);
-  return Hit{entry.url, entry.location};
+  ++stats_.hits;
+  return Hit{entry.url, entry.location, entry.shard};
 }
 
 LinkCache::Ticket LinkCache::ticket(std::size_t shard) const noexcept {
@@ -56,6 +65,7 @@ void LinkCache::put(std::string_view id, std::string_view url, std::string_view 
     // Reuse the least recently used entry's node and strings rather than allocating anew.
     auto last = std::prev(order_.end());
     index_.erase(last->id);
+    ++stats_.evicted_capacity;
     last->id.assign(id);
     fill(*last);
     order_.splice(order_.begin(), order_, last);
@@ -76,7 +86,10 @@ void LinkCache::configure(std::size_t capacity, std::chrono::seconds ttl, Clock:
 
 void LinkCache::evict(std::string_view id) {
   ++generation_;
-  if (const auto it = index_.find(id); it != index_.end()) erase(it);
+  if (const auto it = index_.find(id); it != index_.end()) {
+    erase(it);
+    ++stats_.evicted_invalidated;
+  }
 }
 
 void LinkCache::set_fresh_until(std::size_t shard, Clock::time_point until) {
@@ -97,6 +110,7 @@ void LinkCache::forget_moved(const std::function<std::size_t(std::string_view id
     if (owner(it->first) != it->second->shard) {
       order_.erase(it->second);
       it = index_.erase(it);
+      ++stats_.evicted_invalidated;
     } else {
       ++it;
     }

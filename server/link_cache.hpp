@@ -42,6 +42,16 @@ class LinkCache {
   struct Hit {
     std::string_view url;
     std::string_view location;
+    std::size_t shard;  // the slot it was read from
+  };
+
+  /// What the cache did since it was made, for /metrics (plain counters: one thread).
+  struct Stats {
+    std::uint64_t hits = 0;
+    std::uint64_t misses = 0;               // find() found nothing it could serve (the cache on)
+    std::uint64_t evicted_capacity = 0;     // the least recently used entry made room
+    std::uint64_t evicted_expired = 0;      // older than the TTL, or its shard's feed reconnected
+    std::uint64_t evicted_invalidated = 0;  // a change to the link, or it moved to another shard
   };
 
   /// What a lookup must remember from before its database read, to put() the answer afterwards.
@@ -85,6 +95,7 @@ class LinkCache {
   void configure(std::size_t capacity, std::chrono::seconds ttl, Clock::time_point now);
 
   [[nodiscard]] std::size_t size() const noexcept { return index_.size(); }
+  [[nodiscard]] const Stats& stats() const noexcept { return stats_; }
   [[nodiscard]] bool enabled() const noexcept { return capacity_ > 0; }
 
  private:
@@ -116,6 +127,7 @@ class LinkCache {
   std::unordered_map<std::string, Order::iterator, Hash, std::equal_to<>> index_;
   std::vector<ShardView> shards_;
   std::uint64_t generation_ = 0;
+  Stats stats_;
 };
 
 /// Every worker's cache, so that a change reaches all of them. Built before the workers start,

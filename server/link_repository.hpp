@@ -98,6 +98,10 @@ class LinkRepository {
   [[nodiscard]] const ring::Node& node_of(std::string_view id) const noexcept {
     return ring_.current()->node_of(id);
   }
+  /// Both, with one ring lookup. The node lives as long as the ring this worker serves now.
+  [[nodiscard]] Topology::Placement place(std::string_view id) const noexcept {
+    return ring_.current()->place(id);
+  }
 
  private:
   /// One INSERT ... ON CONFLICT for `id` on the shard that owns it.

@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <mutex>
 #include <span>
@@ -32,30 +34,51 @@ std::string_view level_name(Level level) {
   return "info";
 }
 
-// A JSON string literal for `text` (control characters escaped, bytes >= 0x80 kept as they are).
-void append_json_string(std::string& out, std::string_view text) {
-  out += '"';
-  for (const char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned char>(c));
-          out += escaped;
-        } else {
-          out += c;
-        }
-    }
+// The length of the valid UTF-8 sequence at the start of `s` (1 to 4), or 0 when it does not start
+// with one (a stray continuation byte, an overlong form, a surrogate, beyond U+10FFFF, cut short).
+std::size_t utf8_sequence(std::string_view s) noexcept {
+  const auto byte = [&s](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char b0 = byte(0);
+  if (b0 < 0x80) return 1;
+  std::size_t length = 0;
+  unsigned char low = 0x80;
+  unsigned char high = 0xbf;  // the range of the second byte
+  if (b0 >= 0xc2 && b0 <= 0xdf) {
+    length = 2;
+  } else if (b0 >= 0xe0 && b0 <= 0xef) {
+    length = 3;
+    if (b0 == 0xe0) low = 0xa0;
+    if (b0 == 0xed) high = 0x9f;
+  } else if (b0 >= 0xf0 && b0 <= 0xf4) {
+    length = 4;
+    if (b0 == 0xf0) low = 0x90;
+    if (b0 == 0xf4) high = 0x8f;
+  } else {
+    return 0;
   }
-  out += '"';
+  if (s.size() < length || byte(1) < low || byte(1) > high) return 0;
+  for (std::size_t i = 2; i < length; ++i) {
+    if (byte(i) < 0x80 || byte(i) > 0xbf) return 0;
+  }
+  return length;
 }
 
-void emit(const std::string& line) {
+constexpr char hex_digits[] = "0123456789abcdef";
+
+// Bytes a JSON string holds as they are: printable ASCII but '"' and '\\'.
+constexpr std::array<bool, 256> json_plain = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x7f; ++c) t[static_cast<std::size_t>(c)] = c != '"' && c != '\\';
+  return t;
+}();
+
+void append_escaped_byte(std::string& out, std::string_view prefix, unsigned char c) {
+  out += prefix;
+  out += hex_digits[c >> 4];
+  out += hex_digits[c & 0xf];
+}
+
+void emit(std::string_view line) {
   const std::lock_guard lock(write_mutex);
   std::size_t done = 0;
   while (done < line.size()) {
@@ -83,6 +106,97 @@ std::string timestamp(std::chrono::system_clock::time_point when) {
 
 void set_format(Format format) {
   current_format.store(format, std::memory_order_relaxed);
+}
+
+Format format() noexcept {
+  return current_format.load(std::memory_order_relaxed);
+}
+
+void apply(const Settings& settings) {
+  set_format(settings.format);
+  set_access(settings.access);
+}
+
+void write_lines(std::string_view lines) {
+  if (!lines.empty()) emit(lines);
+}
+
+char* write_json_string(char* out, std::string_view text) noexcept {
+  *out++ = '"';
+  // Runs of bytes that need no escape are copied whole: an access line's path is one run.
+  std::size_t run = 0;
+  std::size_t i = 0;
+  const auto copy = [&out](const char* from, std::size_t n) {
+    std::memcpy(out, from, n);
+    out += n;
+  };
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (json_plain[c]) {
+      ++i;
+      continue;
+    }
+    copy(text.data() + run, i - run);
+    const std::size_t length = c < 0x80 ? 1 : utf8_sequence(text.substr(i));
+    if (length > 1) {
+      copy(text.data() + i, length);
+      i += length;
+    } else {
+      *out++ = '\\';
+      switch (c) {
+        case '"': *out++ = '"'; break;
+        case '\\': *out++ = '\\'; break;
+        case '\n': *out++ = 'n'; break;
+        case '\r': *out++ = 'r'; break;
+        case '\t': *out++ = 't'; break;
+        default:
+          // Control characters, DEL, and bytes that are no part of valid UTF-8 (as U+00XX).
+          copy("u00", 3);
+          *out++ = hex_digits[c >> 4];
+          *out++ = hex_digits[c & 0xf];
+      }
+      ++i;
+    }
+    run = i;
+  }
+  copy(text.data() + run, text.size() - run);
+  *out++ = '"';
+  return out;
+}
+
+void append_json_string(std::string& out, std::string_view text) {
+  const std::size_t used = out.size();
+  out.resize(used + json_string_bound(text.size()));
+  char* end = write_json_string(out.data() + used, text);
+  out.resize(static_cast<std::size_t>(end - out.data()));
+}
+
+void append_text(std::string& out, std::string_view text) {
+  while (!text.empty()) {
+    const auto c = static_cast<unsigned char>(text.front());
+    const std::size_t length = utf8_sequence(text);
+    // U+0080 to U+009F (C2 80 to C2 9F) are the C1 control characters.
+    const bool c1 = length == 2 && c == 0xc2 && static_cast<unsigned char>(text[1]) < 0xa0;
+    if (length > 1 && !c1) {
+      out.append(text.data(), length);
+      text.remove_prefix(length);
+      continue;
+    }
+    if (c1) {
+      append_escaped_byte(out, "\\x", c);
+      append_escaped_byte(out, "\\x", static_cast<unsigned char>(text[1]));
+      text.remove_prefix(2);
+      continue;
+    }
+    text.remove_prefix(1);
+    if (c == '\n' || c == '\r') {
+      out += ' ';
+    } else if (length == 0 || c < 0x20 || c == 0x7f) {
+      append_escaped_byte(out, "\\x", c);
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
 }
 
 void write(Level level, std::string_view message, std::initializer_list<Field> fields) {
@@ -113,7 +227,7 @@ void write_line(Level level, std::string_view message, std::span<const Field> fi
   } else {
     line += ts;
     line += " shardurl: ";
-    for (const char c : message) line += (c == '\n' || c == '\r') ? ' ' : c;  // one event, one line
+    append_text(line, message);
     line += '\n';
   }
   emit(line);

@@ -156,6 +156,15 @@ std::string_view openapi_json() noexcept {
                               "content": {"text/html": {"schema": {"type": "string"}}}}}
       },
       "head": {"summary": "The page (headers only)", "responses": {"200": {"description": "The page"}}}
+    },
+    "/metrics": {
+      "get": {
+        "summary": "Prometheus metrics",
+        "description": "Requests by route and status, latency histograms, every shard's state, sessions, queue, statements, batches and errors, the link cache, open connections and build information, in Prometheus' text exposition format 0.0.4. docs/operations.md lists every metric.",
+        "responses": {"200": {"description": "The metrics",
+                              "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}}}}
+      },
+      "head": {"summary": "Prometheus metrics (headers only)", "responses": {"200": {"description": "The metrics"}}}
     }
   },
   "components": {

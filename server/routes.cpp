@@ -5,12 +5,13 @@
 #include <array>
 
 #include "docs_page.hpp"
+#include "cluster.hpp"
 #include "link_cache.hpp"
-#include "log.hpp"
 #include "link_repository.hpp"
+#include "log.hpp"
+#include "metrics.hpp"
 #include "openapi.hpp"
 #include "request_target.hpp"
-#include "cluster.hpp"
 #include "shards.hpp"
 #include "validation.hpp"
 
@@ -23,15 +24,23 @@ namespace {
 
 constexpr std::size_t max_id_length = 64;
 
-constexpr std::array<RouteInfo, 7> routes = {{
+// In RouteId's order.
+constexpr std::array<RouteInfo, static_cast<std::size_t>(RouteId::unmatched)> routes = {{
     {"/urls", "POST"},
     {"/urls/{url_id}", "GET, HEAD, DELETE"},
     {"/healthz", "GET, HEAD"},
     {"/readyz", "GET, HEAD"},
     {"/openapi.json", "GET, HEAD"},
     {"/docs", "GET, HEAD"},
+    {"/metrics", "GET, HEAD"},
     {"/{url_id}", "GET, HEAD"},
 }};
+static_assert(routes[static_cast<std::size_t>(RouteId::redirect)].path == "/{url_id}");
+static_assert(routes[static_cast<std::size_t>(RouteId::metrics)].path == "/metrics");
+static_assert(static_cast<std::size_t>(RouteId::refused) + 1 == route_ids);
+
+// The Prometheus text exposition format, version 0.0.4.
+constexpr std::string_view metrics_content_type = "text/plain; version=0.0.4; charset=utf-8";
 
 // FastAPI's answer to a missing required query parameter, byte for byte as FastAPI 0.119 with
 // Pydantic v2 sends it (the tutorial's `uv add fastapi`, October 2025; docs/api.md says where).
@@ -138,6 +147,12 @@ std::variant<CreateBody, std::string> parse_create_body(std::string_view body) {
 
 }  // namespace
 
+std::string_view route_label(RouteId route) noexcept {
+  const auto i = static_cast<std::size_t>(route);
+  if (i < routes.size()) return routes[i].path;
+  return route == RouteId::unmatched ? "unmatched" : "refused";
+}
+
 Response error_response(unsigned status, std::string_view detail) {
   return json_answer(status, R"({"detail":)" + json::serialize(json::string_view(detail)) + "}");
 }
@@ -151,14 +166,15 @@ std::string server_json(const ring::Node& node) {
 
 Routes::Routes(LinkRepository& links, LinkCache& cache, const CacheGroup& caches,
                const Cluster& cluster, const RingFollower& follower, RouteSettings settings,
-               ApiKeys keys)
+               ApiKeys keys, const Metrics* metrics)
     : links_(links),
       cache_(cache),
       caches_(caches),
       cluster_(cluster),
       follower_(follower),
       settings_(settings),
-      keys_(std::move(keys)) {}
+      keys_(std::move(keys)),
+      metrics_(metrics) {}
 
 std::span<const RouteInfo> Routes::table() noexcept {
   return routes;
@@ -168,13 +184,22 @@ std::span<const RouteInfo> Routes::table() noexcept {
 // that is ready), so a request costs one coroutine frame less. What a route's coroutine keeps
 // must not point into `parsed`, which dies here: ids and URLs are passed by value.
 asio::awaitable<Response> Routes::handle(const Request& request) {
+  request.route = RouteId::unmatched;
   auto parsed = parse_target(request.target);
   if (auto* why = std::get_if<std::string>(&parsed)) return answered(error_response(400, *why));
   auto& target = std::get<RequestTarget>(parsed);
   auto& path = target.segments;
   const verb method = request.method;
 
+  if (path.size() == 1 && !is_reserved(path[0])) {
+    // The redirect first: the route nearly every request takes.
+    request.route = RouteId::redirect;
+    if (auto refused = implausible_id(path[0])) return answered(std::move(*refused));
+    if (!is_read(method)) return answered(method_not_allowed(allow_for("/{url_id}")));
+    return redirect(std::move(path[0]), request.received);
+  }
   if (path.size() == 1 && path[0] == "urls") {
+    request.route = RouteId::urls;
     if (method != verb::post) return answered(method_not_allowed(allow_for("/urls")));
     if (const auto* full_url = target.param("full_url")) {
       return create_from_query(*full_url);
@@ -183,33 +208,46 @@ asio::awaitable<Response> Routes::handle(const Request& request) {
     return answered(json_answer(422, std::string(missing_full_url)));
   }
   if (path.size() == 2 && path[0] == "urls") {
+    request.route = RouteId::url;
     if (auto refused = implausible_id(path[1])) return answered(std::move(*refused));
-    if (is_read(method)) return get(std::move(path[1]));
+    if (is_read(method)) return get(std::move(path[1]), request.received);
     if (method == verb::delete_) return remove(std::move(path[1]), request.api_key);
     return answered(method_not_allowed(allow_for("/urls/{url_id}")));
   }
   if (path.size() == 1 && path[0] == "healthz") {
+    request.route = RouteId::healthz;
     if (!is_read(method)) return answered(method_not_allowed(allow_for("/healthz")));
     return answered(json_answer(200, R"({"status":"ok"})"));
   }
   if (path.size() == 1 && path[0] == "readyz") {
+    request.route = RouteId::readyz;
     if (!is_read(method)) return answered(method_not_allowed(allow_for("/readyz")));
     return answered(ready());
   }
   if (path.size() == 1 && path[0] == "openapi.json") {
+    request.route = RouteId::openapi;
     if (!is_read(method)) return answered(method_not_allowed(allow_for("/openapi.json")));
     return answered(json_answer(200, std::string(openapi_json())));
   }
   if (path.size() == 1 && path[0] == "docs") {
+    request.route = RouteId::docs;
     if (!is_read(method)) return answered(method_not_allowed(allow_for("/docs")));
     return answered(docs_page());
   }
-  if (path.size() == 1 && !is_reserved(path[0])) {
-    if (auto refused = implausible_id(path[0])) return answered(std::move(*refused));
-    if (!is_read(method)) return answered(method_not_allowed(allow_for("/{url_id}")));
-    return redirect(std::move(path[0]));
+  if (path.size() == 1 && path[0] == "metrics" && metrics_ != nullptr) {
+    request.route = RouteId::metrics;
+    if (!is_read(method)) return answered(method_not_allowed(allow_for("/metrics")));
+    return scrape();
   }
   return answered(error_response(404, "Not Found"));
+}
+
+// Every worker's counters and every shard's state, gathered on their own threads (Metrics::scrape).
+asio::awaitable<Response> Routes::scrape() const {
+  Response r;
+  r.body = co_await metrics_->scrape();
+  r.content_type = metrics_content_type;
+  co_return r;
 }
 
 // Readiness: every shard of the ring this worker serves, its version, and a reshard in progress;
@@ -285,7 +323,9 @@ Response Routes::store_failure(const StoreError& e) const {
   log::throttled(e.shard + "/" + code, status == 500 ? log::Level::error : log::Level::warning,
                  "answered " + code + " (" + detail + "): shard " + e.shard + ": " + e.detail,
                  {{"status", code}, {"shard", e.shard}, {"error", e.detail}});
-  return error_response(status, detail);
+  Response r = error_response(status, detail);
+  r.shard = cluster_.shards().slot_of(e.shard).value_or(Response::no_shard);
+  return r;
 }
 
 asio::awaitable<Response> Routes::create_from_query(std::string url) {
@@ -323,21 +363,27 @@ asio::awaitable<Response> Routes::create_from_json(std::string_view body,
     claimed = co_await links_.restore(request.url, alias, until);
   }
   if (!claimed) co_return store_failure(claimed.error());
+  Response refused;
   switch (*claimed) {
     case Claim::taken:
-      co_return error_response(409, "alias " + alias + " is already used for a different URL");
+      refused = error_response(409, "alias " + alias + " is already used for a different URL");
+      break;
     case Claim::deleted:
-      co_return error_response(410, "alias " + alias +
+      refused = error_response(410, "alias " + alias +
                                         " belonged to a deleted link and is not reused; an API "
                                         "key holder may restore it (X-Api-Key)");
+      break;
     case Claim::created:
-    case Claim::existing: break;
+    case Claim::existing:
+      co_return link_answer(*claimed == Claim::created ? 201u : 200u, alias, request.url);
   }
-  co_return link_answer(*claimed == Claim::created ? 201u : 200u, alias, request.url);
+  refused.shard = links_.owner_of(alias);
+  co_return refused;
 }
 
-asio::awaitable<StoreResult<std::optional<StoredLink>>> Routes::lookup(const std::string& id) {
-  const std::size_t shard = links_.owner_of(id);
+asio::awaitable<StoreResult<std::optional<StoredLink>>> Routes::lookup(const std::string& id,
+                                                                       std::size_t& shard) {
+  shard = links_.owner_of(id);
   const auto ticket = cache_.ticket(shard);
   auto found = co_await links_.find(id, deadline());
   if (!found) co_return found.error();
@@ -352,19 +398,26 @@ asio::awaitable<StoreResult<std::optional<StoredLink>>> Routes::lookup(const std
 }
 
 Response Routes::link_answer(unsigned status, std::string_view id, std::string_view url) const {
-  return json_answer(status, link_json(id, url, links_.node_of(id)));
+  const auto placement = links_.place(id);
+  Response r = json_answer(status, link_json(id, url, placement.node));
+  r.shard = placement.slot;
+  return r;
 }
 
-Response Routes::redirect_to(std::string_view id, std::string_view location) const {
+Response Routes::redirect_to(std::string_view id, std::string_view location,
+                             std::size_t shard) const {
   if (location.empty()) {
     // A row the tutorial stored without validation: an empty, relative, javascript:, data: ...
     // target is never sent to a browser. GET /urls/{id} still shows it.
-    return error_response(409, "Url with id: " + std::string(id) +
-                                   " is not redirected: its stored URL is not an absolute "
-                                   "http or https URL (GET /urls/" + std::string(id) +
-                                   " shows it)");
+    Response refused = error_response(409, "Url with id: " + std::string(id) +
+                                               " is not redirected: its stored URL is not an "
+                                               "absolute http or https URL (GET /urls/" +
+                                               std::string(id) + " shows it)");
+    refused.shard = shard;
+    return refused;
   }
   Response r;
+  r.shard = shard;
   r.status = settings_.redirect_status;
   r.content_type = {};
   r.location = location;
@@ -376,35 +429,44 @@ Response Routes::redirect_to(std::string_view id, std::string_view location) con
 
 namespace {
 
-Response not_found(std::string_view id) {
-  return error_response(404, "Url with id: " + std::string(id) + " was not found");
+Response not_found(std::string_view id, std::size_t shard) {
+  Response r = error_response(404, "Url with id: " + std::string(id) + " was not found");
+  r.shard = shard;
+  return r;
 }
 
-Response gone(std::string_view id) {
-  return error_response(410, "Url with id: " + std::string(id) + " was deleted");
+Response gone(std::string_view id, std::size_t shard) {
+  Response r = error_response(410, "Url with id: " + std::string(id) + " was deleted");
+  r.shard = shard;
+  return r;
 }
 
 }  // namespace
 
 // A cache hit is answered from the cached strings themselves, before anything can suspend (and so
 // before anything else on this thread can touch the cache).
-asio::awaitable<Response> Routes::get(std::string id) {
-  if (auto hit = cache_.find(id, LinkCache::Clock::now())) co_return link_answer(200, id, hit->url);
-  auto found = co_await lookup(id);
+asio::awaitable<Response> Routes::get(std::string id, LinkCache::Clock::time_point now) {
+  if (auto hit = cache_.find(id, now)) co_return link_answer(200, id, hit->url);
+  std::size_t shard = Response::no_shard;
+  auto found = co_await lookup(id, shard);
   if (!found) co_return store_failure(found.error());
-  if (!*found) co_return not_found(id);
-  if ((*found)->deleted) co_return gone(id);
+  if (!*found) co_return not_found(id, shard);
+  if ((*found)->deleted) co_return gone(id, (*found)->shard);
   co_return link_answer(200, id, (*found)->url);
 }
 
-asio::awaitable<Response> Routes::redirect(std::string id) {
-  if (auto hit = cache_.find(id, LinkCache::Clock::now())) co_return redirect_to(id, hit->location);
-  auto found = co_await lookup(id);
+asio::awaitable<Response> Routes::redirect(std::string id, LinkCache::Clock::time_point now) {
+  if (auto hit = cache_.find(id, now)) {
+    co_return redirect_to(id, hit->location, hit->shard);
+  }
+  std::size_t shard = Response::no_shard;
+  auto found = co_await lookup(id, shard);
   if (!found) co_return store_failure(found.error());
-  if (!*found) co_return not_found(id);
-  if ((*found)->deleted) co_return gone(id);
+  if (!*found) co_return not_found(id, shard);
+  if ((*found)->deleted) co_return gone(id, (*found)->shard);
   const std::string& url = (*found)->url;
-  co_return redirect_to(id, may_redirect_to(url) ? location_value(url) : std::string());
+  co_return redirect_to(id, may_redirect_to(url) ? location_value(url) : std::string(),
+                        (*found)->shard);
 }
 
 asio::awaitable<Response> Routes::remove(std::string id, std::optional<std::string_view> key) {
@@ -416,14 +478,16 @@ asio::awaitable<Response> Routes::remove(std::string id, std::optional<std::stri
   auto removed = co_await links_.remove(id, deadline());
   co_await caches_.evict(id);
   if (!removed) co_return store_failure(removed.error());
+  const std::size_t shard = links_.owner_of(id);
   switch (*removed) {
-    case Removal::not_found: co_return not_found(id);
-    case Removal::already_deleted: co_return gone(id);
+    case Removal::not_found: co_return not_found(id, shard);
+    case Removal::already_deleted: co_return gone(id, shard);
     case Removal::deleted: break;
   }
   Response done;
   done.status = 204;
   done.content_type = {};
+  done.shard = shard;
   co_return done;
 }
 

@@ -28,6 +28,7 @@
 #include "link_cache.hpp"
 #include "link_repository.hpp"
 #include "log.hpp"
+#include "metrics.hpp"
 #include "routes.hpp"
 #include "shards.hpp"
 #include "tls.hpp"
@@ -74,20 +75,23 @@ std::vector<std::string> api_keys(const Config& config, const std::vector<std::s
 }
 
 // What one event loop owns besides its shards (see Shards: shard i's pool, queue and feed live on
-// worker i mod n): its cache, its ring (the Cluster's follower), its repository and its routes.
-// Nothing in here is touched from another thread except through CacheGroup and Cluster, which
-// post.
+// worker i mod n): its cache, its ring (the Cluster's follower), its repository, its routes and
+// its request counters. Nothing in here is touched from another thread except through
+// CacheGroup, Cluster and Metrics, which post.
 struct Worker {
   Worker(const Config& config, Cluster& cluster, std::size_t index, const CacheGroup& caches,
-         const std::vector<std::string>& keys)
+         const std::vector<std::string>& keys, boost::asio::any_io_executor executor,
+         const Metrics& all_metrics)
       : cache(config.cache.entries, std::chrono::seconds(config.cache.ttl_s), Shards::capacity),
         links(cluster.follower(index), cluster.batcher()),
         routes(links, cache, caches, cluster, cluster.follower(index), route_settings(config),
-               ApiKeys(keys)) {}
+               ApiKeys(keys), &all_metrics),
+        metrics(std::move(executor), cluster.shards()) {}
 
   LinkCache cache;
   LinkRepository links;
   Routes routes;
+  WorkerMetrics metrics;
 };
 
 // Stops accepting, lets requests in flight finish (bounded by `deadline`), then stops every loop.
@@ -182,6 +186,7 @@ std::string reloaded_sections(const Config& running, const Config& fresh) {
       "timeouts");
   add(running.cache.entries != fresh.cache.entries || running.cache.ttl_s != fresh.cache.ttl_s,
       "cache");
+  add(running.log.format != fresh.log.format || running.log.access != fresh.log.access, "log");
   return list;
 }
 
@@ -195,6 +200,7 @@ std::string instance_name() {
 }  // namespace
 
 int serve(const Config& config, const std::string& config_path) {
+  log::apply(config.log);
   for (std::size_t i = 0; i < config.shards.size(); ++i) {
     if (config.shards[i].conninfo.empty()) {
       throw ConfigError("shards[" + std::to_string(i) + "].conninfo",
@@ -222,12 +228,16 @@ int serve(const Config& config, const std::string& config_path) {
 
   CacheGroup caches;
   Cluster cluster(config, homes, instance_name(), caches);
+  Metrics metrics(cluster);
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<HttpWorker> http_workers;
   for (unsigned i = 0; i < count; ++i) {
-    workers.push_back(std::make_unique<Worker>(config, cluster, i, caches, keys));
+    workers.push_back(
+        std::make_unique<Worker>(config, cluster, i, caches, keys, homes[i], metrics));
     caches.add(homes[i], workers.back()->cache);
-    http_workers.push_back(HttpWorker{loops[i].get(), &workers.back()->routes});
+    metrics.add_worker(homes[i], workers.back()->metrics, workers.back()->cache);
+    http_workers.push_back(
+        HttpWorker{loops[i].get(), &workers.back()->routes, &workers.back()->metrics});
   }
 
   const std::size_t descriptors = raise_open_file_limit();
@@ -243,6 +253,7 @@ int serve(const Config& config, const std::string& config_path) {
               << ": " << e.code().message() << "\n";
     return 1;
   }
+  metrics.set_open_connections([&server] { return server->connections(); });
   server->start();
   cluster.start();
 
@@ -286,6 +297,7 @@ int serve(const Config& config, const std::string& config_path) {
                                std::chrono::steady_clock::now());
       });
     }
+    log::apply(fresh.log);
     cluster.shards().set_timeouts(fresh.timeouts);
     server->set_limits(http_limits(fresh, descriptors));
     if (fresh_tls) server->set_tls(fresh_tls);
@@ -340,6 +352,7 @@ int serve(const Config& config, const std::string& config_path) {
   main_io.run();
   for (auto& thread : threads) thread.join();
   server.reset();  // before the loops it uses
+  for (auto& worker : workers) worker->metrics.flush_access_log();
   log::info("stopped");
   return 0;
 }

@@ -81,6 +81,20 @@ bool prepared_statement_lost(const pgasync::Error& error) noexcept {
          pgasync::has_sqlstate(error, pgasync::sqlstate::duplicate_prepared_statement);
 }
 
+std::string_view to_string(StoreError::Kind kind) noexcept {
+  using Kind = StoreError::Kind;
+  switch (kind) {
+    case Kind::shard_unavailable: return "unavailable";
+    case Kind::shard_overloaded: return "overloaded";
+    case Kind::shard_timeout: return "timeout";
+    case Kind::internal: return "statement";
+    case Kind::stale: return "stale";
+    case Kind::moving: return "moving";
+  }
+  return "statement";
+}
+static_assert(static_cast<std::size_t>(StoreError::Kind::moving) + 1 == store_error_kinds);
+
 void throw_exception_from_error(const StoreError& e, const boost::source_location&) {
   throw std::runtime_error("shard " + e.shard + ": " + e.detail);
 }
@@ -196,6 +210,11 @@ void Shards::forget_tutorial_ids() noexcept {
 
 Clock::time_point Shards::query_deadline() const noexcept {
   return Clock::now() + milliseconds(query_ms_.load(std::memory_order_relaxed));
+}
+
+Shards::PoolStats Shards::pool_stats(std::size_t i) const noexcept {
+  const Shard& shard = *shards_[i];
+  return PoolStats{shard.pool.size(), shard.pool.idle()};
 }
 
 bool Shards::prepared_statements(std::size_t i) const noexcept {

@@ -50,6 +50,10 @@ struct StoreError {
   std::string shard;   // the shard's name, for the client and the log
   std::string detail;  // for the log only: it can hold server internals (SQLSTATE and message)
 };
+inline constexpr std::size_t store_error_kinds = 6;  // StoreError::Kind's values, 0 to 5
+
+/// The kind as /metrics names it: unavailable, overloaded, timeout, statement, stale, moving.
+std::string_view to_string(StoreError::Kind kind) noexcept;
 
 template <class T>
 using StoreResult = boost::system::result<T, StoreError>;
@@ -154,6 +158,13 @@ class Shards {
   /// concerns the whole server (pgasync::is_server_unavailable) or the pipeline's deadline passed:
   /// a statement's own error (a constraint, a missing prepared statement, ...) leaves it up.
   StoreError failed(std::size_t i, const pgasync::Error& error);
+
+  /// Shard `i`'s pool now: sessions open (or opening), and of those, idle ones.
+  struct PoolStats {
+    std::size_t open = 0;
+    std::size_t idle = 0;
+  };
+  [[nodiscard]] PoolStats pool_stats(std::size_t i) const noexcept;
 
   /// Whether shard `i`'s statements go out as named prepared statements (else unnamed).
   [[nodiscard]] bool prepared_statements(std::size_t i) const noexcept;

@@ -41,6 +41,15 @@ class Topology {
   [[nodiscard]] const ring::Node& node_of(std::string_view id) const noexcept {
     return ring_.node_of(id);
   }
+  /// The node and the slot of the shard that owns `id`, with one ring lookup.
+  struct Placement {
+    const ring::Node& node;
+    std::size_t slot;
+  };
+  [[nodiscard]] Placement place(std::string_view id) const noexcept {
+    const std::size_t i = ring_.owner_of(id);
+    return {ring_.nodes()[i], slots_[i]};
+  }
 
   /// The document shards keep for this ring: {"ring": {...}, "shards": [...]}, passwords removed.
   [[nodiscard]] std::string to_json() const;

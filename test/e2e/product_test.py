@@ -48,7 +48,7 @@ class Client:
             resp = conn.getresponse()
             data = resp.read()
             if data and not (resp.getheader("Content-Type") or "").startswith("application/json"):
-                return resp.status, dict(resp.getheaders()), data.decode()  # /docs: HTML
+                return resp.status, dict(resp.getheaders()), data.decode()  # /docs, /metrics
             return resp.status, dict(resp.getheaders()), (json.loads(data) if data else None)
         finally:
             conn.close()

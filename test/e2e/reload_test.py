@@ -116,6 +116,26 @@ class Reload(unittest.TestCase):
         _, body = self.server.request("GET", "/urls/" + url_id)
         self.assertEqual(body["url"], changed_url)
 
+    def test_log_format_and_the_access_log_change_at_once(self):
+        self.server.request("GET", "/healthz?before")
+        line = self.server.reload(self.changed(log={"format": "json", "access": True}))
+        self.assertIn("log", line)
+        self.server.request("GET", "/healthz?after-json")
+        deadline = time.monotonic() + 5
+        while '"path":"/healthz?after-json"' not in self.server.output().replace(" ", "") and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)  # access lines are flushed every 100 ms
+        lines = self.server.output().splitlines()
+        access = [json.loads(l) for l in lines if l.startswith("{") and "after-json" in l]
+        self.assertEqual(len(access), 1, lines[-10:])
+        self.assertEqual(access[0]["status"], 200)
+        self.assertFalse(any("?before" in l for l in lines), "no access log before the reload")
+        line = self.server.reload(self.changed(log={"format": "text", "access": False}))
+        self.assertFalse(line.startswith("{"), line)  # the reload's own line is text again
+        self.server.request("GET", "/healthz?after-text")
+        time.sleep(0.3)
+        self.assertNotIn("after-text", self.server.output())
+
     def test_a_file_that_cannot_be_used_changes_nothing_and_says_why(self):
         url_id = self.create(f"https://example.com/reload/{RUN}/bad")
         cases = {

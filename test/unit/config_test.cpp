@@ -74,6 +74,8 @@ TEST_CASE("every section of the service's config parses, with documented default
   CHECK(defaults.health.interval_down_ms == 200);
   CHECK(defaults.cache.entries == 100000);
   CHECK(defaults.cache.ttl_s == 60);
+  CHECK(defaults.log.format == shardurl::log::Format::text);
+  CHECK_FALSE(defaults.log.access);
 
   const auto c = parse_config(R"({"shards": [{"name": "a"}], "redirect_status": 308,
     "max_url_length": 4096, "api_keys": ["0123456789abcdef"],
@@ -82,7 +84,7 @@ TEST_CASE("every section of the service's config parses, with documented default
     "timeouts": {"connect_ms": 100, "query_ms": 200, "pool_wait_ms": 0, "shutdown_ms": 300},
     "pool": {"size": 2, "max_waiters": 3, "max_batch": 5},
     "health": {"interval_up_ms": 400, "interval_down_ms": 50},
-    "cache": {"entries": 0, "ttl_s": 5}})");
+    "cache": {"entries": 0, "ttl_s": 5}, "log": {"format": "json", "access": true}})");
   CHECK(c.redirect_status == 308);
   CHECK(c.max_url_length == 4096);
   CHECK(c.api_keys.size() == 1);
@@ -101,6 +103,11 @@ TEST_CASE("every section of the service's config parses, with documented default
   CHECK(c.health.interval_down_ms == 50);
   CHECK(c.cache.entries == 0);
   CHECK(c.cache.ttl_s == 5);
+  CHECK(c.log.format == shardurl::log::Format::json);
+  CHECK(c.log.access);
+  const auto text = parse_config(R"({"shards": [{"name": "a"}], "log": {"format": "text"}})");
+  CHECK(text.log.format == shardurl::log::Format::text);
+  CHECK_FALSE(text.log.access);
 }
 
 TEST_CASE("each mistake names its field") {
@@ -137,6 +144,12 @@ TEST_CASE("each mistake names its field") {
   CHECK(field_of(R"({"shards": [{"name": "a"}], "pool": {"max_batch": 0}})") == "pool.max_batch");
   CHECK(field_of(R"({"shards": [{"name": "a"}], "health": {"every": 1}})") == "health.every");
   CHECK(field_of(R"({"shards": [{"name": "a"}], "cache": {"ttl_s": 0}})") == "cache.ttl_s");
+  CHECK(field_of(R"({"shards": [{"name": "a"}], "log": "json"})") == "log");
+  CHECK(field_of(R"({"shards": [{"name": "a"}], "log": {"format": "yaml"}})") == "log.format");
+  CHECK(field_of(R"({"shards": [{"name": "a"}], "log": {"format": "JSON"}})") == "log.format");
+  CHECK(field_of(R"({"shards": [{"name": "a"}], "log": {"access": "yes"}})") == "log.access");
+  CHECK(field_of(R"({"shards": [{"name": "a"}], "log": {"access": 1}})") == "log.access");
+  CHECK(field_of(R"({"shards": [{"name": "a"}], "log": {"level": "info"}})") == "log.level");
 }
 
 TEST_CASE("messages say what is wrong, in one line") {
@@ -147,6 +160,8 @@ TEST_CASE("messages say what is wrong, in one line") {
              Contains("shards[0].weight: must be a whole number from 1"));
   CHECK_THAT(message_of(R"({"ring": {"hash": "crc"}, "shards": [{"name": "a"}]})"),
              Contains("md5") && Contains("ketama"));
+  CHECK(message_of(R"({"shards": [{"name": "a"}], "log": {"format": "yaml"}})") ==
+        R"(log.format: must be "text" or "json")");
   const auto syntax = message_of("{\"shards\": [\n  {\"name\": \"a\",}]}");
   CHECK_THAT(syntax, Contains("not valid JSON at line 2"));
   CHECK(syntax.find('\n') == std::string::npos);
