@@ -4,6 +4,7 @@ scripts/test starts the shards and exports SHARDURL_TEST_PORTS (e.g. "25432,2543
 SHARDURL_TEST_CLUSTER_DIR. The shards are named "5432", "5433", "5434" in the ring, like the
 tutorial's, whatever ports they really listen on.
 """
+import fcntl
 import http.client
 import json
 import os
@@ -126,7 +127,10 @@ class Server:
         self.config_file.close()
         # O_APPEND: output() seeks the shared file description, the server must still write at
         # the end (without it, a read while the server logs would make it overwrite old lines).
-        self.log = tempfile.TemporaryFile(mode="a+b")
+        # Set with fcntl: TemporaryFile's mode "a" only seeks, it does not set the flag.
+        self.log = tempfile.TemporaryFile()
+        flags = fcntl.fcntl(self.log.fileno(), fcntl.F_GETFL)
+        fcntl.fcntl(self.log.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
         self.proc = subprocess.Popen([binary, "serve", "--config", self.config_file.name],
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      env=None if env is None else {**os.environ, **env})
