@@ -36,6 +36,7 @@ Environment:
                                  "ignore_startup_parameters=options" gets an old binary past
                                  PgBouncer's refusal of the startup parameter to what fails next
 """
+import fcntl
 import http.client
 import json
 import os
@@ -85,6 +86,9 @@ class Shardurl:
             json.dump(config, f)
             self.config_file = f.name
         self.log = tempfile.TemporaryFile()
+        # O_APPEND, so that reading the log (seek) never makes the server overwrite it.
+        fcntl.fcntl(self.log.fileno(), fcntl.F_SETFL,
+                    fcntl.fcntl(self.log.fileno(), fcntl.F_GETFL) | os.O_APPEND)
         self.proc = subprocess.Popen([binary, "serve", "--config", self.config_file],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
