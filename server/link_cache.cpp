@@ -80,7 +80,10 @@ void LinkCache::configure(std::size_t capacity, std::chrono::seconds ttl, Clock:
   capacity_ = capacity;
   ttl_ = ttl;
   ++generation_;  // a lookup under way fills under the new limits, or not at all
-  while (index_.size() > capacity_) erase(index_.find(order_.back().id));
+  while (index_.size() > capacity_) {
+    erase(index_.find(order_.back().id));
+    ++stats_.evicted_capacity;  // a smaller capacity evicts as a full cache does
+  }
   for (auto& entry : order_) entry.expires = std::min(entry.expires, now + ttl_);
 }
 

@@ -139,8 +139,10 @@ TEST_CASE("configure: a smaller capacity keeps the most recently used, a shorter
   REQUIRE(cache.find("a", t));  // a is now the most recently used, then d, c, b
 
   SECTION("shrink") {
+    const auto evicted = cache.stats().evicted_capacity;
     cache.configure(2, 60s, t);
     CHECK(cache.size() == 2);
+    CHECK(cache.stats().evicted_capacity == evicted + 2);  // counted like a full cache's
     CHECK(cache.find("a", t));
     CHECK(cache.find("d", t));
     CHECK_FALSE(cache.find("b", t));
